@@ -1,0 +1,27 @@
+"""The one Definitions object that `dagster dev` (workspace.yaml) loads."""
+
+import dagster as dg
+
+from nag_assets.defs.mixture import selected_mixture
+from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.sensors import pool_sensor
+from nag_assets.defs.shards import candidate_shard, shard_nag, shard_scores
+from nag_assets.defs.targets import target_dataset, target_nag
+
+ASSETS = [target_dataset, target_nag, candidate_shard, shard_nag, shard_scores, selected_mixture]
+
+
+def build_defs(storage: StorageResource | None = None,
+               backbone: BackboneResource | None = None) -> dg.Definitions:
+    """Definitions with the given resources (tests and the demo pass their own)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        sensors=[pool_sensor],
+        resources={
+            "storage": storage or StorageResource(),
+            "backbone": backbone or BackboneResource.from_env(),
+        },
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,72 @@
+"""Resources: the backbone (GPU-aware, loaded once per process) and the storage root."""
+
+import functools
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from nag_assets.nag import Backbone, load_backbone
+from nag_assets.pipeline.common import NagSettings
+from nag_assets.storage import Storage, digest
+
+
+def default_root() -> str:
+    """NAG_ASSETS_ROOT, else `demo_root/` in the project checkout (or the working directory)."""
+    if os.environ.get("NAG_ASSETS_ROOT"):
+        return os.environ["NAG_ASSETS_ROOT"]
+    checkout = Path(__file__).resolve().parents[2]
+    base = checkout if (checkout / "workspace.yaml").exists() else Path.cwd()
+    return str(base / "demo_root")
+
+
+class StorageResource(dg.ConfigurableResource):
+    """One root, a local folder or s3://bucket/prefix, for inputs and outputs."""
+
+    root: str = Field(default_factory=default_root, description="Local path or s3://bucket/prefix")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (else AWS_ENDPOINT_URL or AWS's default)"
+    )
+
+    def storage(self) -> Storage:
+        options = {}
+        if self.root.startswith("s3://") and self.endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        return Storage(self.root, options)
+
+
+class BackboneResource(dg.ConfigurableResource):
+    """The causal LM that turns texts into NAGs, and the settings that shape the NAGs."""
+
+    model: str = Field(default="embedded", description="'embedded', a local folder or HF name")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    dtype: str | None = Field(default=None, description="None: bf16 on CUDA, fp32 on CPU")
+    top_k: int = Field(default=5, description="neurons kept per layer (~0.3% of d_ff)")
+    max_tokens: int = Field(default=120, description="tokens of each text the NAG looks at")
+    batch_size: int = Field(default=32, description="texts per forward pass (speed only)")
+
+    @classmethod
+    def from_env(cls) -> "BackboneResource":
+        """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS, ..."""
+        env = os.environ.get
+        return cls(model=env("NAG_MODEL", "embedded"), device=env("NAG_DEVICE", "auto"),
+                   dtype=env("NAG_DTYPE") or None, top_k=int(env("NAG_TOP_K", "5")),
+                   max_tokens=int(env("NAG_MAX_TOKENS", "120")),
+                   batch_size=int(env("NAG_BATCH_SIZE", "32")))
+
+    def load(self) -> Backbone:
+        return _cached_backbone(self.model, self.device, self.dtype)
+
+    def settings(self) -> NagSettings:
+        return NagSettings(self.top_k, self.max_tokens, self.batch_size)
+
+    def code_version(self) -> str:
+        """Changes with every setting that changes a NAG, without loading the model."""
+        return digest(self.model, self.dtype, self.top_k, self.max_tokens)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_backbone(model: str, device: str, dtype: str | None) -> Backbone:
+    """Once per process: a step (or an in-process run) loads the model once, never per batch."""
+    return load_backbone(model, device=device, dtype=dtype)

@@ -1,0 +1,69 @@
+"""pool_sensor: turns files appearing, changing or leaving targets/ and shards/ into
+partitions and runs. Declarative automation carries the change downstream from there."""
+
+import json
+
+import dagster as dg
+
+from nag_assets.defs.mixture import selected_mixture
+from nag_assets.defs.partitions import shards, targets
+from nag_assets.defs.resources import StorageResource
+from nag_assets.defs.shards import candidate_shard, shard_nag
+from nag_assets.defs.targets import target_dataset
+from nag_assets.pipeline.watch import scan
+
+WATCHED = (("targets", targets, target_dataset), ("shards", shards, shard_nag))
+
+
+@dg.sensor(
+    name="pool_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    asset_selection=[target_dataset, shard_nag, selected_mixture],
+    description="Watches targets/ and shards/: new files add partitions and request runs, "
+    "changed files request their own partition, removed files remove their partition.",
+)
+def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
+    store = storage.storage()
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    runs, partition_requests, events, removed, log = [], [], [], [], []
+    for folder, partitions, first in WATCHED:
+        found = scan(store, folder, cursor.get(folder, {}))
+        existing = set(context.instance.get_dynamic_partitions(partitions.name))
+        if new := [k for k in found.added if k not in existing]:
+            partition_requests.append(partitions.build_add_request(new))
+        todo = [k for k in found.added if not _done(context, first.key, k, found.seen[k])]
+        for k in [*todo, *found.changed]:
+            version = found.seen[k]["version"]
+            runs.append(dg.RunRequest(run_key=f"{folder}:{k}:{version}", partition_key=k,
+                                      asset_selection=[first.key]))
+            if folder == "shards":
+                events.append(dg.AssetObservation(candidate_shard.key, partition=k,
+                                                  tags={"dagster/data_version": version}))
+        if gone := [k for k in found.removed if k in existing]:
+            partition_requests.append(partitions.build_delete_request(gone))
+            removed += gone
+        for name, why in found.rejected.items():
+            context.log.warning(f"{folder}/{name} ignored: {why}")
+        cursor[folder] = found.seen
+        log.append(f"{folder}: +{len(found.added)} ~{len(found.changed)} -{len(gone)}")
+    if removed:
+        runs.append(dg.RunRequest(run_key=f"removed:{','.join(removed)}:{context.cursor}",
+                                  asset_selection=[selected_mixture.key]))
+    context.log.info("; ".join(log))
+    return dg.SensorResult(
+        run_requests=runs, dynamic_partitions_requests=partition_requests,
+        asset_events=events, cursor=json.dumps(cursor, sort_keys=True),
+        skip_reason=None if runs or partition_requests else "no file added, changed or removed",
+    )
+
+
+def _done(context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict) -> bool:
+    """A file the cursor has not seen may already be materialized (cursor reset, demo run)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1).records
+    if not records:
+        return False
+    meta = records[0].asset_materialization.metadata
+    got = meta.get("source_version")
+    return got is not None and got.value == seen["version"]

@@ -1,0 +1,41 @@
+"""NAG-based Ranking as a plain library: no Dagster, usable from a notebook.
+
+    backbone = load_backbone()                      # embedded SmolLM2-135M
+    nags, n_tokens = extract_nags(backbone, texts, top_k=5)
+    profile = build_profile(target_nags, backbone.d_ff)
+    scores = score_nags(nags, profile)
+"""
+
+from nag_assets.nag.backbone import Backbone, BackboneError, from_model, load_backbone
+from nag_assets.nag.extract import extract_nags
+from nag_assets.nag.profile import build_profile, concentration, top_neurons
+from nag_assets.nag.score import score_many, score_nags
+from nag_assets.nag.select import (
+    Cutoff,
+    ScoredBatch,
+    find_cutoffs,
+    keep_mask,
+    mixture_rows,
+    select_under_budget,
+    target_budgets,
+)
+
+__all__ = [
+    "Backbone",
+    "BackboneError",
+    "Cutoff",
+    "ScoredBatch",
+    "build_profile",
+    "concentration",
+    "extract_nags",
+    "find_cutoffs",
+    "from_model",
+    "keep_mask",
+    "load_backbone",
+    "mixture_rows",
+    "score_many",
+    "score_nags",
+    "select_under_budget",
+    "target_budgets",
+    "top_neurons",
+]

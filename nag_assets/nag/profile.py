@@ -1,0 +1,46 @@
+"""Target profiles: how often each neuron is in a target example's NAG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def build_profile(nags: np.ndarray, d_ff: int) -> np.ndarray:
+    """(L, d_ff) float64 with w_l[k] = #examples whose NAG has (l, k) / (n * K); rows sum to 1.
+
+    NAGs of texts without tokens (all -1) are ignored.
+    """
+    nags = _valid(np.asarray(nags))
+    if nags.ndim != 3:
+        raise ValueError(f"NAGs must have shape (n, L, K), got {nags.shape}")
+    n, n_layers, k = nags.shape
+    if n == 0:
+        raise ValueError("a profile needs at least one NAG")
+    if nags.max() >= d_ff:
+        raise ValueError(f"NAG holds neuron {int(nags.max())}, outside d_ff={d_ff}")
+    flat = nags.astype(np.int64) + (np.arange(n_layers, dtype=np.int64) * d_ff)[None, :, None]
+    counts = np.bincount(flat.ravel(), minlength=n_layers * d_ff)
+    return counts.reshape(n_layers, d_ff) / (n * k)
+
+
+def _valid(nags: np.ndarray) -> np.ndarray:
+    if nags.ndim != 3:
+        return nags
+    empty = (nags == -1).all(axis=(1, 2))
+    if (nags[~empty] < 0).any():
+        raise ValueError(f"NAG holds neuron {int(nags[~empty].min())}, a negative index")
+    return nags[~empty]
+
+
+def top_neurons(profile: np.ndarray, n: int = 5) -> np.ndarray:
+    """(L, n) the most frequent neurons per layer, ties by neuron index."""
+    return np.argsort(-profile, axis=1, kind="stable")[:, :n]
+
+
+def concentration(profile: np.ndarray, k: int) -> float:
+    """Share of a layer's NAG slots taken by its K most frequent neurons, averaged over layers.
+
+    1.0 means every example has the same NAG; K/d_ff is the floor for a spread-out profile.
+    """
+    top = np.sort(profile, axis=1)[:, ::-1][:, :k]
+    return float(top.sum(axis=1).mean())

@@ -1,0 +1,178 @@
+"""Selection under a token budget, exact and out of core.
+
+Per target, documents are ranked by (score descending, document id ascending) and kept while
+the running sum of their tokens stays within the target's budget (a prefix of that order).
+The pool never has to fit in memory: one pass builds a token-weighted score histogram per
+target, which locates the bin holding the cut-off; a second pass collects only that bin's
+documents and finds the exact last document kept. The resulting `Cutoff` is then applied to
+each shard on its own. The result equals a global sort, ties included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+BINS = 1 << 18
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Scored documents of one shard (or any slice of the pool)."""
+
+    scores: np.ndarray  # (n, T) float, one column per target
+    tokens: np.ndarray  # (n,) int, what the budget counts; <= 0 is never selected
+    doc_ids: np.ndarray  # (n,) str, the tie-breaker
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """Keep a document iff (bin, -score, doc_id) <= (bin, -score, doc_id) of the last one kept."""
+
+    target: str
+    budget: int
+    bin: int  # documents in higher bins are kept; -1: every document is kept
+    score: float  # within `bin`, higher scores are kept; +inf: none of `bin` is kept
+    doc_id: str  # within `bin` at exactly `score`, ids <= this are kept
+    documents: int
+    tokens: int
+
+
+def target_budgets(
+    pool_tokens: int,
+    targets: Sequence[str],
+    fraction: float = 0.2,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, int]:
+    """Token budget per target: `fraction` of the pool, split by weight (equal by default)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"budget fraction {fraction} must be in (0, 1]")
+    if not targets:
+        raise ValueError("no targets to select for")
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(targets))
+    if unknown:
+        raise ValueError(f"weights name unknown targets {unknown}; targets are {list(targets)}")
+    w = np.array([float(weights.get(t, 1.0)) for t in targets])
+    if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
+        raise ValueError(f"target weights {dict(zip(targets, w))} must be >= 0 with a sum > 0")
+    share = fraction * pool_tokens * w / w.sum()
+    return {t: int(np.floor(s + 1e-9)) for t, s in zip(targets, share)}
+
+
+def score_bins(scores: np.ndarray, bins: int = BINS) -> np.ndarray:
+    return np.clip(np.floor(np.asarray(scores, dtype=np.float64) * bins), 0, bins - 1).astype(
+        np.int64
+    )
+
+
+def find_cutoffs(
+    batches: Callable[[], Iterable[ScoredBatch]],
+    targets: Sequence[str],
+    fraction: float = 0.2,
+    weights: Mapping[str, float] | None = None,
+    bins: int = BINS,
+) -> list[Cutoff]:
+    """Exact per-target cut-offs in two streaming passes over `batches()`."""
+    hist = np.zeros((len(targets), 2, bins), dtype=np.float64)  # tokens, documents
+    pool_tokens = 0
+    for b in batches():
+        tok = _usable_tokens(b)
+        pool_tokens += int(tok.sum())
+        for t in range(len(targets)):
+            sb = score_bins(b.scores[:, t], bins)
+            hist[t, 0] += np.bincount(sb, weights=tok, minlength=bins)
+            hist[t, 1] += np.bincount(sb, weights=tok > 0, minlength=bins)
+    budgets = target_budgets(pool_tokens, targets, fraction, weights)
+    edges = [_boundary_bin(hist[t], budgets[name]) for t, name in enumerate(targets)]
+    edge_docs = _collect_boundary(batches, [e[0] for e in edges], bins)
+    return [_resolve(n, budgets[n], *edges[t], edge_docs[t]) for t, n in enumerate(targets)]
+
+
+def _usable_tokens(b: ScoredBatch) -> np.ndarray:
+    return np.maximum(np.asarray(b.tokens, dtype=np.int64), 0)
+
+
+def _boundary_bin(hist: np.ndarray, budget: int) -> tuple[int, int, int]:
+    """(bin holding the cut-off or -1 if all fit, tokens and documents in higher bins)."""
+    above = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]  # this bin and every higher one
+    over = np.nonzero(above[0] > budget)[0]
+    if len(over) == 0:
+        return -1, int(above[0, 0]), int(above[1, 0])
+    b = int(over[-1])
+    if b + 1 == hist.shape[1]:
+        return b, 0, 0
+    return b, int(above[0, b + 1]), int(above[1, b + 1])
+
+
+def _collect_boundary(batches, edges, bins) -> list[list[tuple[float, str, int]]]:
+    out: list[list[tuple[float, str, int]]] = [[] for _ in edges]
+    if all(e < 0 for e in edges):
+        return out
+    for b in batches():
+        tok = _usable_tokens(b)
+        for t, edge in enumerate(edges):
+            if edge < 0:
+                continue
+            rows = np.nonzero((score_bins(b.scores[:, t], bins) == edge) & (tok > 0))[0]
+            out[t].extend((float(b.scores[r, t]), str(b.doc_ids[r]), int(tok[r])) for r in rows)
+    return out
+
+
+def _resolve(target, budget, edge, tokens, documents, docs) -> Cutoff:
+    if edge < 0:
+        return Cutoff(target, budget, -1, np.inf, "", documents, tokens)
+    docs.sort(key=lambda d: (-d[0], d[1]))
+    last = None
+    for d in docs:
+        if tokens + d[2] > budget:
+            break
+        tokens, documents, last = tokens + d[2], documents + 1, d
+    if last is None:
+        return Cutoff(target, budget, edge, np.inf, "", documents, tokens)
+    return Cutoff(target, budget, edge, last[0], last[1], documents, tokens)
+
+
+def keep_mask(batch: ScoredBatch, cutoffs: Sequence[Cutoff], bins: int = BINS) -> np.ndarray:
+    """(n, T) bool: which documents of `batch` each target keeps."""
+    ids = np.asarray(batch.doc_ids).astype(str)
+    usable = _usable_tokens(batch) > 0
+    mask = np.zeros((len(ids), len(cutoffs)), dtype=bool)
+    for t, c in enumerate(cutoffs):
+        s = np.asarray(batch.scores[:, t], dtype=np.float64)
+        b = score_bins(s, bins)
+        tie = (b == c.bin) & (s == c.score) & (ids <= c.doc_id)
+        mask[:, t] = usable & ((b > c.bin) | ((b == c.bin) & (s > c.score)) | tie)
+    return mask
+
+
+def mixture_rows(mask: np.ndarray, dedup: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(document row, target column) pairs of the mixture; with `dedup`, one per document
+    (the first target, in target order, that chose it)."""
+    rows, cols = np.nonzero(mask)
+    if dedup:
+        first = np.unique(rows, return_index=True)[1]
+        rows, cols = rows[first], cols[first]
+    order = np.lexsort((rows, cols))
+    return rows[order], cols[order]
+
+
+def select_under_budget(
+    scores: np.ndarray,
+    tokens: np.ndarray,
+    doc_ids: Sequence[str],
+    targets: Sequence[str],
+    fraction: float = 0.2,
+    weights: Mapping[str, float] | None = None,
+    dedup: bool = False,
+) -> tuple[list[Cutoff], np.ndarray, np.ndarray]:
+    """In-memory selection: cut-offs, and the (document row, target column) pairs chosen."""
+    # an empty pool cannot infer its column count
+    scores = np.asarray(scores).reshape(len(doc_ids), -1 if len(doc_ids) else len(targets))
+    if scores.shape[1] != len(targets):
+        raise ValueError(f"{scores.shape[1]} score columns for {len(targets)} targets")
+    batch = ScoredBatch(scores, np.asarray(tokens), np.asarray(doc_ids).astype(str))
+    cutoffs = find_cutoffs(lambda: [batch], targets, fraction, weights)
+    return (cutoffs, *mixture_rows(keep_mask(batch, cutoffs), dedup))

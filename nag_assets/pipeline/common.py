@@ -1,0 +1,82 @@
+"""What the steps share: NAG settings, step results, NAG tables, locating input files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from nag_assets.nag import Backbone, extract_nags
+from nag_assets.sources.files import InputError, is_input_file
+from nag_assets.storage import Storage, digest, partition_key
+
+STEP_CODE_VERSION = "1"  # bump when a step's output changes for the same inputs
+
+
+@dataclass(frozen=True)
+class NagSettings:
+    """Settings that change a NAG (top_k, max_tokens) or only its speed (batch_size)."""
+
+    top_k: int = 5
+    max_tokens: int = 120
+    batch_size: int = 32
+
+    def fingerprint(self, backbone: Backbone) -> str:
+        return digest(backbone.fingerprint, self.top_k, self.max_tokens)
+
+
+@dataclass
+class StepResult:
+    """What a step did: its output's version, whether it skipped, facts for the UI."""
+
+    version: str
+    skipped: bool
+    facts: dict = field(default_factory=dict)
+
+
+Progress = Callable[[int, int, int], None]
+
+
+def find_input(storage: Storage, folder: str, key: str) -> tuple[str, str] | None:
+    """(path, file name) of the input file under `folder` whose partition key is `key`."""
+    for f in storage.list_files(folder):
+        if is_input_file(f.name) and key_or_none(f.name) == key:
+            return f.path, f.name
+    return None
+
+
+def key_or_none(name: str) -> str | None:
+    try:
+        return partition_key(name)
+    except ValueError:
+        return None
+
+
+def nag_table(
+    backbone: Backbone, ids: pl.Series, texts: list[str], s: NagSettings, progress=None
+) -> pl.DataFrame:
+    """id, tokens (full length, what budgets count), nag_tokens, nag (flattened L*K int16)."""
+    nags, used = extract_nags(backbone, texts, s.top_k, s.max_tokens, s.batch_size, progress)
+    flat = nags.reshape(len(texts), -1)
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "tokens": backbone.count_tokens(texts),
+            "nag_tokens": used,
+            "nag": pl.Series(flat, dtype=pl.Array(pl.Int16, flat.shape[1])),
+        }
+    )
+
+
+def nags_of(df: pl.DataFrame, meta: dict) -> np.ndarray:
+    """(n, L, K) int16 NAGs back from a table written by `nag_table`."""
+    flat = df["nag"].to_numpy()
+    return flat.reshape(df.height, meta["layers"], meta["top_k"]).astype(np.int16)
+
+
+def require(meta: dict | None, what: str) -> dict:
+    if meta is None:
+        raise InputError(f"{what} has not been materialized yet")
+    return meta

@@ -1,0 +1,171 @@
+"""selected_mixture: the token-budget selection over all shards, with provenance.
+
+Output: `selected_mixture/<version>/part-<shard>.parquet` (the chosen documents, their text and
+every column of the shard, plus target, score, shard) and `selected_mixture/CURRENT.json`,
+which names the version in force. The pointer is written last, so readers following it never
+see a half-written mixture; a rerun with the same inputs writes the same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
+from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
+from nag_assets.pipeline.shards import SCORES, read_shard
+from nag_assets.sources.files import InputError, read_documents
+from nag_assets.storage import Storage, digest
+
+FOLDER = "selected_mixture"
+POINTER = "CURRENT.json"
+PLOT_BINS = 200
+
+
+@dataclass(frozen=True)
+class MixtureSettings:
+    fraction: float = 0.2
+    weights: dict[str, float] = field(default_factory=dict)
+    dedup: bool = False
+
+
+def scored_shards(storage: Storage, shards: list[str], targets: list[str]):
+    """(usable shards with their score-file meta, shards left out with the reason)."""
+    usable, left_out = {}, {}
+    for s in shards:
+        meta = storage.read_meta(SCORES, f"{s}.parquet")
+        if meta is None:
+            left_out[s] = "no shard_scores yet"
+        elif missing := sorted(set(targets) - set(meta["targets"])):
+            left_out[s] = f"not scored for {missing} yet"
+        else:
+            usable[s] = meta
+    return usable, left_out
+
+
+def selected_mixture(
+    storage: Storage, shards: list[str], targets: list[str], settings: MixtureSettings
+) -> StepResult:
+    if not targets:
+        raise InputError("no targets: add a target file under targets/ to select for")
+    usable, left_out = scored_shards(storage, shards, targets)
+    if not usable:
+        raise InputError(f"no scored shards to select from (shards: {left_out or 'none'})")
+    keys = sorted(usable)
+
+    def batches():
+        for s in keys:
+            df = storage.read_parquet(SCORES, f"{s}.parquet")
+            yield ScoredBatch(df.select(targets).to_numpy(), df["tokens"].to_numpy(),
+                              df["id"].to_numpy())
+
+    cutoffs = find_cutoffs(batches, targets, settings.fraction, settings.weights)
+    version = digest("selected_mixture", STEP_CODE_VERSION, json.dumps(
+        [targets, settings.fraction, sorted(settings.weights.items()), settings.dedup,
+         [(s, usable[s]["version"]) for s in keys]]))
+    pointer = _read_pointer(storage)
+    if pointer and pointer["version"] == version:
+        return StepResult(version, True, pointer["facts"])
+    hist = np.zeros((len(targets), PLOT_BINS))
+    chosen_by, files, pool_tokens = {}, [], 0
+    for s, batch in zip(keys, batches()):
+        mask = keep_mask(batch, cutoffs)
+        hist += _histograms(batch)
+        pool_tokens += int(np.maximum(batch.tokens, 0).sum())
+        for doc in np.nonzero(mask.sum(1) > 1)[0]:
+            chosen_by[f"{s}/{batch.doc_ids[doc]}"] = [targets[t] for t in np.nonzero(mask[doc])[0]]
+        if not mask.any():
+            continue
+        part = _part(storage, s, usable[s]["sha256"], batch, mask, targets, settings.dedup)
+        storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
+        files.append(f"{version}/part-{s}.parquet")
+    facts = _facts(cutoffs, usable, left_out, chosen_by, hist, files, settings)
+    facts["pool_tokens"] = pool_tokens
+    storage.write_bytes(json.dumps({"version": version, "facts": facts}, indent=1).encode(),
+                        FOLDER, version, "_manifest.json")
+    storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(),
+                        FOLDER, POINTER)
+    _drop_old_versions(storage, version)
+    return StepResult(version, False, facts)
+
+
+def _part(storage, shard, sha, batch, mask, targets, dedup) -> pl.DataFrame:
+    rows, cols = mixture_rows(mask, dedup)
+    name, data, now_sha = read_shard(storage, shard)
+    if now_sha != sha:
+        raise InputError(
+            f"{name} changed after it was scored: this mixture is retried once the new "
+            "version of the shard is scored"
+        )
+    docs = read_documents(data, name, shard)
+    picked = docs[rows.tolist()]
+    if picked["id"].to_list() != batch.doc_ids[rows].tolist():
+        raise InputError(f"{name}: documents do not line up with their scores")
+    return pl.DataFrame({
+        "target": [targets[c] for c in cols],
+        "score": batch.scores[rows, cols].astype(np.float32),
+        "shard": shard,
+        "tokens": batch.tokens[rows],
+    }).hstack(picked).select("id", "text", "target", "score", "shard", "tokens",
+                             pl.exclude("id", "text", "target", "score", "shard", "tokens"))
+
+
+def _histograms(batch: ScoredBatch) -> np.ndarray:
+    """Token-weighted score histogram per target, for the distribution plot."""
+    edges = np.linspace(0, 1, PLOT_BINS + 1)
+    return np.stack([np.histogram(batch.scores[:, t], edges, weights=batch.tokens)[0]
+                     for t in range(batch.scores.shape[1])])
+
+
+def _facts(cutoffs: list[Cutoff], usable, left_out, chosen_by, hist, files, settings) -> dict:
+    return {
+        "targets": {c.target: {
+            "documents": c.documents, "tokens": c.tokens, "budget": c.budget,
+            "cutoff_score": None if c.bin < 0 or not np.isfinite(c.score) else float(c.score),
+            "cutoff_bin": c.bin,
+        } for c in cutoffs},
+        "shards": {s: m["version"] for s, m in usable.items()},
+        "shards_left_out": left_out,
+        "chosen_by_several": len(chosen_by),
+        "chosen_by_several_sample": dict(list(chosen_by.items())[:20]),
+        "histogram": hist.tolist(),
+        "files": files,
+        "fraction": settings.fraction, "weights": settings.weights, "dedup": settings.dedup,
+    }
+
+
+def _read_pointer(storage: Storage) -> dict | None:
+    try:
+        return json.loads(storage.read_bytes(FOLDER, POINTER))
+    except FileNotFoundError:
+        return None
+
+
+def _drop_old_versions(storage: Storage, keep: str) -> None:
+    base = storage.path(FOLDER)
+    for d in storage.fs.ls(base, detail=True):
+        name = d["name"].rstrip("/").rsplit("/", 1)[-1]
+        if d.get("type") == "directory" and name != keep:
+            storage.fs.rm(d["name"], recursive=True)
+
+
+def read_mixture(storage: Storage) -> pl.DataFrame:
+    """The selected corpus in force, as one table."""
+    pointer = _read_pointer(storage)
+    if pointer is None:
+        raise FileNotFoundError(f"no selected_mixture under {storage.url(FOLDER)} yet")
+    return pl.concat([storage.read_parquet(FOLDER, f) for f in pointer["facts"]["files"]],
+                     how="diagonal_relaxed")
+
+
+def mixture_digest(storage: Storage) -> str:
+    """sha256 over the current mixture's files: equal across byte-identical reruns."""
+    pointer = _read_pointer(storage)
+    h = hashlib.sha256()
+    for f in (pointer or {}).get("facts", {}).get("files", []):
+        h.update(storage.read_bytes(FOLDER, f))
+    return h.hexdigest()

