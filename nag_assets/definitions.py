@@ -11,8 +11,9 @@ from nag_assets.defs.targets import target_dataset, target_nag
 ASSETS = [target_dataset, target_nag, candidate_shard, shard_nag, shard_scores, selected_mixture]
 
 
-def build_defs(storage: StorageResource | None = None,
-               backbone: BackboneResource | None = None) -> dg.Definitions:
+def build_defs(
+    storage: StorageResource | None = None, backbone: BackboneResource | None = None
+) -> dg.Definitions:
     """Definitions with the given resources (tests and the demo pass their own)."""
     return dg.Definitions(
         assets=ASSETS,

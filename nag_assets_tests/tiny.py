@@ -33,14 +33,26 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_config(arch: str = "llama"):
     common = dict(vocab_size=VOCAB, bos_token_id=0, eos_token_id=0)
     if arch == "llama":
-        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                           num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=256, **common)
+        return LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            **common,
+        )
     if arch == "gpt2":
         return GPT2Config(n_embd=32, n_inner=64, n_layer=3, n_head=4, n_positions=256, **common)
     if arch == "neox":
-        return GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                             num_attention_heads=4, max_position_embeddings=256, **common)
+        return GPTNeoXConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            **common,
+        )
     raise ValueError(arch)
 
 

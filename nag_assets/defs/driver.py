@@ -11,8 +11,9 @@ LOG_LEVEL = "WARNING"  # the in-process runs' console log level; the instance ke
 
 def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None):
     """Evaluate pool_sensor once and apply what it asks (partitions, observations, runs)."""
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                      resources=defs.resources)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
     result = pool_sensor(context)
     for req in result.dynamic_partitions_requests or []:
         if isinstance(req, dg.AddDynamicPartitionsRequest):
@@ -35,8 +36,7 @@ def automation_ticks(
     tick, so keep passing the cursor along (start with one tick before any change)."""
     runs = []
     for _ in range(max_ticks):
-        evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance,
-                                                       cursor=cursor)
+        evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = evaluation.cursor
         requests = _requests(defs, instance, evaluation)
         if not requests:
@@ -60,9 +60,15 @@ def _requests(defs, instance, evaluation) -> list[dg.RunRequest]:
             continue
         every = node.partitions_def.get_partition_keys(dynamic_partitions_store=instance)
         if node.backfill_policy and set(every) <= parts:
-            out.append(dg.RunRequest(asset_selection=[key], tags={
-                "dagster/asset_partition_range_start": every[0],
-                "dagster/asset_partition_range_end": every[-1]}))
+            out.append(
+                dg.RunRequest(
+                    asset_selection=[key],
+                    tags={
+                        "dagster/asset_partition_range_start": every[0],
+                        "dagster/asset_partition_range_end": every[-1],
+                    },
+                )
+            )
         else:
             out += [dg.RunRequest(asset_selection=[key], partition_key=p) for p in sorted(parts)]
     return out
@@ -83,8 +89,8 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
     )
     return {
         "assets": [k.to_user_string() for k in selection],
-        "partition": request.partition_key or (request.tags.get(
-            "dagster/asset_partition_range_start") and "all"),
+        "partition": request.partition_key
+        or (request.tags.get("dagster/asset_partition_range_start") and "all"),
         "success": result.success,
         "run_id": result.run_id,
     }

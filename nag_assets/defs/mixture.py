@@ -16,9 +16,13 @@ from nag_assets.pipeline.shards import SCORES
 class MixtureConfig(dg.Config):
     fraction: float = Field(default=0.2, description="share of all pool tokens to select, (0, 1]")
     weights: dict[str, float] = Field(
-        default_factory=dict, description="per-target weight of the budget (default 1 each)")
-    dedup: bool = Field(default=False, description="keep a document once even if several "
-                        "targets chose it (else once per target, as in the paper)")
+        default_factory=dict, description="per-target weight of the budget (default 1 each)"
+    )
+    dedup: bool = Field(
+        default=False,
+        description="keep a document once even if several "
+        "targets chose it (else once per target, as in the paper)",
+    )
 
 
 @dg.asset(
@@ -54,16 +58,28 @@ def selected_mixture(
 
 def _metadata(store, facts: dict, skipped: bool) -> dict:
     rows = [
-        dg.TableRecord({"target": t, "documents": f["documents"], "tokens": f["tokens"],
-                        "budget": f["budget"], "share_of_budget": round(
-                            f["tokens"] / max(f["budget"], 1), 4),
-                        "cutoff_score": -1.0 if f["cutoff_score"] is None else f["cutoff_score"]})
+        dg.TableRecord(
+            {
+                "target": t,
+                "documents": f["documents"],
+                "tokens": f["tokens"],
+                "budget": f["budget"],
+                "share_of_budget": round(f["tokens"] / max(f["budget"], 1), 4),
+                "cutoff_score": -1.0 if f["cutoff_score"] is None else f["cutoff_score"],
+            }
+        )
         for t, f in facts["targets"].items()
     ]
-    schema = dg.TableSchema(columns=[
-        dg.TableColumn("target", "string"), dg.TableColumn("documents", "int"),
-        dg.TableColumn("tokens", "int"), dg.TableColumn("budget", "int"),
-        dg.TableColumn("share_of_budget", "float"), dg.TableColumn("cutoff_score", "float")])
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("target", "string"),
+            dg.TableColumn("documents", "int"),
+            dg.TableColumn("tokens", "int"),
+            dg.TableColumn("budget", "int"),
+            dg.TableColumn("share_of_budget", "float"),
+            dg.TableColumn("cutoff_score", "float"),
+        ]
+    )
     hists = dict(zip(facts["targets"], facts["histogram"]))
     cutoffs = {t: f["cutoff_score"] for t, f in facts["targets"].items()}
     return {
@@ -75,16 +91,18 @@ def _metadata(store, facts: dict, skipped: bool) -> dict:
         "chosen_by_several_targets": facts["chosen_by_several"],
         "shard_versions": dg.MetadataValue.json(facts["shards"]),
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
-        "settings": dg.MetadataValue.json(
-            {k: facts[k] for k in ("fraction", "weights", "dedup")}),
+        "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
         "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
         "skipped_unchanged": skipped,
     }
 
 
 def _checks(store, facts: dict) -> list[dg.AssetCheckResult]:
-    mix = steps.read_mixture(store) if facts["files"] else pl.DataFrame(
-        {"target": [], "tokens": [], "text": [], "shard": [], "id": []})
+    mix = (
+        steps.read_mixture(store)
+        if facts["files"]
+        else pl.DataFrame({"target": [], "tokens": [], "text": [], "shard": [], "id": []})
+    )
     used = mix.group_by("target").agg(pl.col("tokens").sum()) if mix.height else None
     over = {}
     for t, f in facts["targets"].items():
@@ -97,8 +115,14 @@ def _checks(store, facts: dict) -> list[dg.AssetCheckResult]:
         part = mix.filter(pl.col("shard") == shard)
         bad_rows += sum(1 for i, t in zip(part["id"], part["text"]) if i not in ids or not t)
     return [
-        dg.AssetCheckResult(check_name="budget_holds", passed=not over,
-                            metadata={"over_budget": dg.MetadataValue.json(over)}),
-        dg.AssetCheckResult(check_name="rows_point_to_documents", passed=bad_rows == 0,
-                            metadata={"bad_rows": bad_rows, "rows": mix.height}),
+        dg.AssetCheckResult(
+            check_name="budget_holds",
+            passed=not over,
+            metadata={"over_budget": dg.MetadataValue.json(over)},
+        ),
+        dg.AssetCheckResult(
+            check_name="rows_point_to_documents",
+            passed=bad_rows == 0,
+            metadata={"bad_rows": bad_rows, "rows": mix.height},
+        ),
     ]

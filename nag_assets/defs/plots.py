@@ -13,8 +13,9 @@ def _png_md(fig, alt: str) -> dg.MetadataValue:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     plt.close(fig)
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,"
-                               f"{base64.b64encode(buf.getvalue()).decode()})")
+    return dg.MetadataValue.md(
+        f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    )
 
 
 def profile_plot(profile: np.ndarray, target: str, top: int = 40) -> dg.MetadataValue:
@@ -40,8 +41,7 @@ def score_plot(histograms: dict[str, list[float]], cutoffs: dict[str, float | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(histograms), 1, figsize=(7, 2.2 * len(histograms)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(histograms), 1, figsize=(7, 2.2 * len(histograms)), squeeze=False)
     for ax, (target, hist) in zip(axes[:, 0], histograms.items()):
         edges = np.linspace(0, 1, len(hist) + 1)
         ax.stairs(hist, edges, fill=True, alpha=0.6)

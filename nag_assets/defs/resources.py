@@ -50,10 +50,14 @@ class BackboneResource(dg.ConfigurableResource):
     def from_env(cls) -> "BackboneResource":
         """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS, ..."""
         env = os.environ.get
-        return cls(model=env("NAG_MODEL", "embedded"), device=env("NAG_DEVICE", "auto"),
-                   dtype=env("NAG_DTYPE") or None, top_k=int(env("NAG_TOP_K", "5")),
-                   max_tokens=int(env("NAG_MAX_TOKENS", "120")),
-                   batch_size=int(env("NAG_BATCH_SIZE", "32")))
+        return cls(
+            model=env("NAG_MODEL", "embedded"),
+            device=env("NAG_DEVICE", "auto"),
+            dtype=env("NAG_DTYPE") or None,
+            top_k=int(env("NAG_TOP_K", "5")),
+            max_tokens=int(env("NAG_MAX_TOKENS", "120")),
+            batch_size=int(env("NAG_BATCH_SIZE", "32")),
+        )
 
     def load(self) -> Backbone:
         return _cached_backbone(self.model, self.device, self.dtype)

@@ -35,11 +35,17 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         todo = [k for k in found.added if not _done(context, first.key, k, found.seen[k])]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
-            runs.append(dg.RunRequest(run_key=f"{folder}:{k}:{version}", partition_key=k,
-                                      asset_selection=[first.key]))
+            runs.append(
+                dg.RunRequest(
+                    run_key=f"{folder}:{k}:{version}", partition_key=k, asset_selection=[first.key]
+                )
+            )
             if folder == "shards":
-                events.append(dg.AssetObservation(candidate_shard.key, partition=k,
-                                                  tags={"dagster/data_version": version}))
+                events.append(
+                    dg.AssetObservation(
+                        candidate_shard.key, partition=k, tags={"dagster/data_version": version}
+                    )
+                )
         if gone := [k for k in found.removed if k in existing]:
             partition_requests.append(partitions.build_delete_request(gone))
             removed += gone
@@ -48,12 +54,18 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         cursor[folder] = found.seen
         log.append(f"{folder}: +{len(found.added)} ~{len(found.changed)} -{len(gone)}")
     if removed:
-        runs.append(dg.RunRequest(run_key=f"removed:{','.join(removed)}:{context.cursor}",
-                                  asset_selection=[selected_mixture.key]))
+        runs.append(
+            dg.RunRequest(
+                run_key=f"removed:{','.join(removed)}:{context.cursor}",
+                asset_selection=[selected_mixture.key],
+            )
+        )
     context.log.info("; ".join(log))
     return dg.SensorResult(
-        run_requests=runs, dynamic_partitions_requests=partition_requests,
-        asset_events=events, cursor=json.dumps(cursor, sort_keys=True),
+        run_requests=runs,
+        dynamic_partitions_requests=partition_requests,
+        asset_events=events,
+        cursor=json.dumps(cursor, sort_keys=True),
         skip_reason=None if runs or partition_requests else "no file added, changed or removed",
     )
 
@@ -61,7 +73,8 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
 def _done(context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict) -> bool:
     """A file the cursor has not seen may already be materialized (cursor reset, demo run)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1).records
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
+    ).records
     if not records:
         return False
     meta = records[0].asset_materialization.metadata

@@ -45,8 +45,13 @@ def shard_nag(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store = storage.storage()
-    step = steps.shard_nag(store, key, backbone.load(), backbone.settings(),
-                           progress_logger(context, f"shard_nag[{key}]"))
+    step = steps.shard_nag(
+        store,
+        key,
+        backbone.load(),
+        backbone.settings(),
+        progress_logger(context, f"shard_nag[{key}]"),
+    )
     return result(step, source_version=_source_version(store, key))
 
 
@@ -77,5 +82,6 @@ def shard_scores(
         skipped += step.skipped
         scored += not step.skipped
         context.log.info(f"shard_scores[{key}]: {'unchanged' if step.skipped else 'scored'}")
-    return dg.MaterializeResult(metadata={
-        "shards_scored": scored, "shards_unchanged": skipped, "targets": len(target_keys)})
+    return dg.MaterializeResult(
+        metadata={"shards_scored": scored, "shards_unchanged": skipped, "targets": len(target_keys)}
+    )

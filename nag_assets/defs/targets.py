@@ -26,8 +26,9 @@ NAG_CODE_VERSION = f"{STEP_CODE_VERSION}-{BackboneResource.from_env().code_versi
 def target_dataset(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
-    step = steps.target_dataset(storage.storage(), context.partition_key,
-                                backbone.load().count_tokens)
+    step = steps.target_dataset(
+        storage.storage(), context.partition_key, backbone.load().count_tokens
+    )
     return result(step)
 
 
@@ -47,17 +48,28 @@ def target_nag(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
     key = context.partition_key
-    step = steps.target_nag(storage.storage(), key, backbone.load(), backbone.settings(),
-                            progress_logger(context, f"target_nag[{key}]"))
+    step = steps.target_nag(
+        storage.storage(),
+        key,
+        backbone.load(),
+        backbone.settings(),
+        progress_logger(context, f"target_nag[{key}]"),
+    )
     profile = step.facts.pop("profile")
     sums = profile.sum(axis=1)
     check = dg.AssetCheckResult(
-        check_name="profile_layers_sum_to_one", passed=bool(np.allclose(sums, 1.0, atol=1e-6)),
-        metadata={"max_deviation": float(np.abs(sums - 1).max())})
-    out = result(step, top_neurons=dg.MetadataValue.md(_top_table(top_neurons(profile, 5))),
-                 profile_plot=profile_plot(profile, key))
-    return dg.MaterializeResult(data_version=out.data_version, metadata=out.metadata,
-                                check_results=[check])
+        check_name="profile_layers_sum_to_one",
+        passed=bool(np.allclose(sums, 1.0, atol=1e-6)),
+        metadata={"max_deviation": float(np.abs(sums - 1).max())},
+    )
+    out = result(
+        step,
+        top_neurons=dg.MetadataValue.md(_top_table(top_neurons(profile, 5))),
+        profile_plot=profile_plot(profile, key),
+    )
+    return dg.MaterializeResult(
+        data_version=out.data_version, metadata=out.metadata, check_results=[check]
+    )
 
 
 def _top_table(top: np.ndarray) -> str:

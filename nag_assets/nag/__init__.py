@@ -1,9 +1,9 @@
 """NAG-based Ranking as a plain library: no Dagster, usable from a notebook.
 
-    backbone = load_backbone()                      # embedded SmolLM2-135M
-    nags, n_tokens = extract_nags(backbone, texts, top_k=5)
-    profile = build_profile(target_nags, backbone.d_ff)
-    scores = score_nags(nags, profile)
+backbone = load_backbone()                      # embedded SmolLM2-135M
+nags, n_tokens = extract_nags(backbone, texts, top_k=5)
+profile = build_profile(target_nags, backbone.d_ff)
+scores = score_nags(nags, profile)
 """
 
 from nag_assets.nag.backbone import Backbone, BackboneError, from_model, load_backbone

@@ -109,8 +109,9 @@ class _UpProjTaps:
 
     def __enter__(self) -> _UpProjTaps:
         n = len(self.modules)
-        self.handles = [m.register_forward_hook(self._hook(i == n - 1))
-                        for i, m in enumerate(self.modules)]
+        self.handles = [
+            m.register_forward_hook(self._hook(i == n - 1)) for i, m in enumerate(self.modules)
+        ]
         return self
 
     def __exit__(self, *exc) -> None:

@@ -60,13 +60,24 @@ def selected_mixture(
     def batches():
         for s in keys:
             df = storage.read_parquet(SCORES, f"{s}.parquet")
-            yield ScoredBatch(df.select(targets).to_numpy(), df["tokens"].to_numpy(),
-                              df["id"].to_numpy())
+            yield ScoredBatch(
+                df.select(targets).to_numpy(), df["tokens"].to_numpy(), df["id"].to_numpy()
+            )
 
     cutoffs = find_cutoffs(batches, targets, settings.fraction, settings.weights)
-    version = digest("selected_mixture", STEP_CODE_VERSION, json.dumps(
-        [targets, settings.fraction, sorted(settings.weights.items()), settings.dedup,
-         [(s, usable[s]["version"]) for s in keys]]))
+    version = digest(
+        "selected_mixture",
+        STEP_CODE_VERSION,
+        json.dumps(
+            [
+                targets,
+                settings.fraction,
+                sorted(settings.weights.items()),
+                settings.dedup,
+                [(s, usable[s]["version"]) for s in keys],
+            ]
+        ),
+    )
     pointer = _read_pointer(storage)
     if pointer and pointer["version"] == version:
         return StepResult(version, True, pointer["facts"])
@@ -85,10 +96,13 @@ def selected_mixture(
         files.append(f"{version}/part-{s}.parquet")
     facts = _facts(cutoffs, usable, left_out, chosen_by, hist, files, settings)
     facts["pool_tokens"] = pool_tokens
-    storage.write_bytes(json.dumps({"version": version, "facts": facts}, indent=1).encode(),
-                        FOLDER, version, "_manifest.json")
-    storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(),
-                        FOLDER, POINTER)
+    storage.write_bytes(
+        json.dumps({"version": version, "facts": facts}, indent=1).encode(),
+        FOLDER,
+        version,
+        "_manifest.json",
+    )
+    storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(), FOLDER, POINTER)
     _drop_old_versions(storage, version)
     return StepResult(version, False, facts)
 
@@ -105,36 +119,60 @@ def _part(storage, shard, sha, batch, mask, targets, dedup) -> pl.DataFrame:
     picked = docs[rows.tolist()]
     if picked["id"].to_list() != batch.doc_ids[rows].tolist():
         raise InputError(f"{name}: documents do not line up with their scores")
-    return pl.DataFrame({
-        "target": [targets[c] for c in cols],
-        "score": batch.scores[rows, cols].astype(np.float32),
-        "shard": shard,
-        "tokens": batch.tokens[rows],
-    }).hstack(picked).select("id", "text", "target", "score", "shard", "tokens",
-                             pl.exclude("id", "text", "target", "score", "shard", "tokens"))
+    return (
+        pl.DataFrame(
+            {
+                "target": [targets[c] for c in cols],
+                "score": batch.scores[rows, cols].astype(np.float32),
+                "shard": shard,
+                "tokens": batch.tokens[rows],
+            }
+        )
+        .hstack(picked)
+        .select(
+            "id",
+            "text",
+            "target",
+            "score",
+            "shard",
+            "tokens",
+            pl.exclude("id", "text", "target", "score", "shard", "tokens"),
+        )
+    )
 
 
 def _histograms(batch: ScoredBatch) -> np.ndarray:
     """Token-weighted score histogram per target, for the distribution plot."""
     edges = np.linspace(0, 1, PLOT_BINS + 1)
-    return np.stack([np.histogram(batch.scores[:, t], edges, weights=batch.tokens)[0]
-                     for t in range(batch.scores.shape[1])])
+    return np.stack(
+        [
+            np.histogram(batch.scores[:, t], edges, weights=batch.tokens)[0]
+            for t in range(batch.scores.shape[1])
+        ]
+    )
 
 
 def _facts(cutoffs: list[Cutoff], usable, left_out, chosen_by, hist, files, settings) -> dict:
     return {
-        "targets": {c.target: {
-            "documents": c.documents, "tokens": c.tokens, "budget": c.budget,
-            "cutoff_score": None if c.bin < 0 or not np.isfinite(c.score) else float(c.score),
-            "cutoff_bin": c.bin,
-        } for c in cutoffs},
+        "targets": {
+            c.target: {
+                "documents": c.documents,
+                "tokens": c.tokens,
+                "budget": c.budget,
+                "cutoff_score": None if c.bin < 0 or not np.isfinite(c.score) else float(c.score),
+                "cutoff_bin": c.bin,
+            }
+            for c in cutoffs
+        },
         "shards": {s: m["version"] for s, m in usable.items()},
         "shards_left_out": left_out,
         "chosen_by_several": len(chosen_by),
         "chosen_by_several_sample": dict(list(chosen_by.items())[:20]),
         "histogram": hist.tolist(),
         "files": files,
-        "fraction": settings.fraction, "weights": settings.weights, "dedup": settings.dedup,
+        "fraction": settings.fraction,
+        "weights": settings.weights,
+        "dedup": settings.dedup,
     }
 
 
@@ -158,8 +196,9 @@ def read_mixture(storage: Storage) -> pl.DataFrame:
     pointer = _read_pointer(storage)
     if pointer is None:
         raise FileNotFoundError(f"no selected_mixture under {storage.url(FOLDER)} yet")
-    return pl.concat([storage.read_parquet(FOLDER, f) for f in pointer["facts"]["files"]],
-                     how="diagonal_relaxed")
+    return pl.concat(
+        [storage.read_parquet(FOLDER, f) for f in pointer["facts"]["files"]], how="diagonal_relaxed"
+    )
 
 
 def mixture_digest(storage: Storage) -> str:

@@ -49,14 +49,28 @@ def shard_nag(
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
     table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress)
-    meta = {"version": version, "layers": backbone.num_layers, "top_k": settings.top_k,
-            "d_ff": backbone.d_ff, "nag_fingerprint": fp, "file": name, "sha256": sha}
+    meta = {
+        "version": version,
+        "layers": backbone.num_layers,
+        "top_k": settings.top_k,
+        "d_ff": backbone.d_ff,
+        "nag_fingerprint": fp,
+        "file": name,
+        "sha256": sha,
+    }
     storage.write_parquet(table, *out, meta=meta)
     empty = int((table["nag_tokens"] == 0).sum())
-    return StepResult(version, False, {
-        "documents_extracted": table.height, "tokens": int(table["tokens"].sum()),
-        "nag_tokens": int(table["nag_tokens"].sum()), "empty_documents": empty, "file": name,
-    })
+    return StepResult(
+        version,
+        False,
+        {
+            "documents_extracted": table.height,
+            "tokens": int(table["tokens"].sum()),
+            "nag_tokens": int(table["nag_tokens"].sum()),
+            "empty_documents": empty,
+            "file": name,
+        },
+    )
 
 
 def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
@@ -83,8 +97,15 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
     df = table.select("id", "tokens").hstack(
         [pl.Series(t, scores[:, i]) for i, t in enumerate(targets)]
     )
-    storage.write_parquet(df, *out, meta={
-        "version": version, "targets": targets, "file": meta["file"], "sha256": meta["sha256"],
-        "shard_nag_version": meta["version"],
-    })
+    storage.write_parquet(
+        df,
+        *out,
+        meta={
+            "version": version,
+            "targets": targets,
+            "file": meta["file"],
+            "sha256": meta["sha256"],
+            "shard_nag_version": meta["version"],
+        },
+    )
     return StepResult(version, False, {"documents": df.height, "targets": len(targets)})

@@ -55,8 +55,16 @@ def target_dataset(
             f"target {key!r} ({name}): {df.height} usable examples, at least {min_examples} needed"
         )
     storage.write_parquet(df, *out, meta={"version": version, "source": name})
-    return StepResult(version, False, {"source": name, "source_version": source_version,
-                                       "examples": df.height, "tokens": int(df["tokens"].sum())})
+    return StepResult(
+        version,
+        False,
+        {
+            "source": name,
+            "source_version": source_version,
+            "examples": df.height,
+            "tokens": int(df["tokens"].sum()),
+        },
+    )
 
 
 def target_nag(
@@ -73,19 +81,28 @@ def target_nag(
     else:
         ds = storage.read_parquet(DATASET, f"{key}.parquet")
         table = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress)
-    meta = {"version": version, "layers": backbone.num_layers, "top_k": settings.top_k,
-            "d_ff": backbone.d_ff, "nag_fingerprint": fp}
+    meta = {
+        "version": version,
+        "layers": backbone.num_layers,
+        "top_k": settings.top_k,
+        "d_ff": backbone.d_ff,
+        "nag_fingerprint": fp,
+    }
     profile = build_profile(nags_of(table, meta), backbone.d_ff)
     if not skipped:
         storage.write_npy(profile.astype("float32"), NAG, f"{key}.profile.npy")
         storage.write_parquet(table, *out, meta=meta)
-    return StepResult(version, skipped, {
-        "examples": table.height,
-        "examples_extracted": 0 if skipped else table.height,
-        "nag_fingerprint": fp,
-        "concentration": concentration(profile, settings.top_k),
-        "profile": profile,
-    })
+    return StepResult(
+        version,
+        skipped,
+        {
+            "examples": table.height,
+            "examples_extracted": 0 if skipped else table.height,
+            "nag_fingerprint": fp,
+            "concentration": concentration(profile, settings.top_k),
+            "profile": profile,
+        },
+    )
 
 
 def load_profile(storage: Storage, key: str) -> tuple:
