@@ -83,9 +83,12 @@ def selected_mixture(
         return StepResult(version, True, pointer["facts"])
     hist = np.zeros((len(targets), PLOT_BINS))
     chosen_by, files, pool_tokens = {}, [], 0
+    lowest = np.full(len(targets), np.inf)
     for s, batch in zip(keys, batches()):
         mask = keep_mask(batch, cutoffs)
         hist += _histograms(batch)
+        kept = np.where(mask, batch.scores, np.inf)
+        lowest = np.minimum(lowest, kept.min(axis=0, initial=np.inf))
         pool_tokens += int(np.maximum(batch.tokens, 0).sum())
         for doc in np.nonzero(mask.sum(1) > 1)[0]:
             chosen_by[f"{s}/{batch.doc_ids[doc]}"] = [targets[t] for t in np.nonzero(mask[doc])[0]]
@@ -94,7 +97,7 @@ def selected_mixture(
         part = _part(storage, s, usable[s]["sha256"], batch, mask, targets, settings.dedup)
         storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
         files.append(f"{version}/part-{s}.parquet")
-    facts = _facts(cutoffs, usable, left_out, chosen_by, hist, files, settings)
+    facts = _facts(cutoffs, lowest, usable, left_out, chosen_by, hist, files, settings)
     facts["pool_tokens"] = pool_tokens
     storage.write_bytes(
         json.dumps({"version": version, "facts": facts}, indent=1).encode(),

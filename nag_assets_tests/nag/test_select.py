@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -87,7 +88,7 @@ def pools(draw: st.DrawFn, max_targets: int = 3) -> dict:
 def shard_splits(draw: st.DrawFn, n: int) -> list[tuple[int, int]]:
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
     edges = [0, *cuts, n]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def shards_of(pool: dict, spans: list[tuple[int, int]]) -> list[ScoredBatch]:
@@ -157,7 +158,7 @@ def test_dedup_keeps_each_document_once_for_its_first_target(pool: dict) -> None
     args = (pool["scores"], pool["tokens"], pool["ids"], targets, float(pool["fraction"]),
             pool["weights"])
     _, rows, cols = select_under_budget(*args, dedup=True)
-    _, all_rows, all_cols = select_under_budget(*args)
+    _, all_rows, _ = select_under_budget(*args)
     expected = reference(pool, targets, pool["fraction"], pool["weights"])
     first: dict[int, int] = {}
     for c, t in enumerate(targets):
