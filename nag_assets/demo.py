@@ -66,9 +66,10 @@ def _parse(argv):
 
 def build_demo_root(root: Path, docs: int, shards: int, examples: int) -> None:
     """Write target specs and pool shards, unchanged files left alone (so reruns are free)."""
-    from nag_assets.sources.wiki import load_wiki_leads, write_shards
+    from nag_assets.sources.wiki import WIKI_ATTRIBUTION, load_wiki_leads, write_shards
 
     (root / "targets").mkdir(parents=True, exist_ok=True)
+    (root / "ATTRIBUTION.md").write_text(f"Pool shards and selected_mixture: {WIKI_ATTRIBUTION}\n")
     for name in DEMO_TARGETS:
         spec = json.dumps({"benchmark": name, "limit": examples}).encode()
         path = root / "targets" / f"{name}.json"

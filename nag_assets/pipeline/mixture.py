@@ -155,17 +155,20 @@ def _histograms(batch: ScoredBatch) -> np.ndarray:
     )
 
 
-def _facts(cutoffs: list[Cutoff], usable, left_out, chosen_by, hist, files, settings) -> dict:
+def _facts(
+    cutoffs: list[Cutoff], lowest, usable, left_out, chosen_by, hist, files, settings
+) -> dict:
+    """`lowest`: per target, the lowest score kept (inf if none): the effective cut-off."""
     return {
         "targets": {
             c.target: {
                 "documents": c.documents,
                 "tokens": c.tokens,
                 "budget": c.budget,
-                "cutoff_score": None if c.bin < 0 or not np.isfinite(c.score) else float(c.score),
+                "cutoff_score": float(low) if np.isfinite(low) else None,
                 "cutoff_bin": c.bin,
             }
-            for c in cutoffs
+            for c, low in zip(cutoffs, lowest)
         },
         "shards": {s: m["version"] for s, m in usable.items()},
         "shards_left_out": left_out,
