@@ -31,8 +31,14 @@ def naive(backbone, texts, max_tokens, batch_size):
         tok.pad_token = tok.eos_token
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i : i + batch_size], add_special_tokens=False, truncation=True,
-                      max_length=max_tokens, padding=True, return_tensors="pt")
+            enc = tok(
+                texts[i : i + batch_size],
+                add_special_tokens=False,
+                truncation=True,
+                max_length=max_tokens,
+                padding=True,
+                return_tensors="pt",
+            )
             backbone.model(**enc.to(backbone.device))
 
 
@@ -89,14 +95,23 @@ def main(argv=None) -> dict:
             fn(backbone, texts, args.max_tokens, args.batch_size)
             times[name].append(time.perf_counter() - start)
     rate = {m: tokens / min(t) for m, t in times.items()}
-    params = sum(p.numel() for n, p in backbone.model.named_parameters() if "embed" not in n
-                 and "lm_head" not in n)
+    params = sum(
+        p.numel()
+        for n, p in backbone.model.named_parameters()
+        if "embed" not in n and "lm_head" not in n
+    )
     flops = matmul_flops(backbone.device, backbone.dtype)
     out = {
-        "benchmark": "extraction", "model": args.model, "device": str(backbone.device),
-        "dtype": str(backbone.dtype), "threads": torch.get_num_threads(),
-        "machine": platform.machine(), "docs": len(texts), "tokens": tokens,
-        "batch_size": args.batch_size, "max_tokens": args.max_tokens,
+        "benchmark": "extraction",
+        "model": args.model,
+        "device": str(backbone.device),
+        "dtype": str(backbone.dtype),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "docs": len(texts),
+        "tokens": tokens,
+        "batch_size": args.batch_size,
+        "max_tokens": args.max_tokens,
         "tokens_per_s": {m: round(r, 1) for m, r in rate.items()},
         "nag_vs_naive": round(rate["nag"] / rate["naive"], 3),
         "nag_vs_trunk": round(rate["nag"] / rate["trunk"], 3),

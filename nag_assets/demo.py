@@ -124,13 +124,13 @@ def report(storage, wall_s: float, backbone_s: float, runs: list[dict]) -> str:
 
 
 def _topic_mix(mix: pl.DataFrame, pool: pl.DataFrame) -> str:
-    share = lambda df: (
-        df.group_by("topic")
-        .len()
-        .with_columns(  # noqa: E731
-            (pl.col("len") / pl.col("len").sum()).alias("share")
+    def share(df):
+        return (
+            df.group_by("topic")
+            .len()
+            .with_columns((pl.col("len") / pl.col("len").sum()).alias("share"))
         )
-    )
+
     table = share(pool).join(share(mix), on="topic", how="left", suffix="_selected")
     table = table.fill_null(0).sort("share", descending=True)
     return "\n".join(
