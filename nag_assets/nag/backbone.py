@@ -229,6 +229,7 @@ def from_model(
     dt = next(model.parameters()).dtype
     if identity is None:
         identity = f"weights:{_weights_digest(model)}"
+    identity += f"|tokenizer:{type(tokenizer).__name__}:{len(tokenizer)}"
     return Backbone(model, tokenizer, name, identity, up, _out_features(up[0]), dev, dt)
 
 
@@ -237,6 +238,6 @@ def _weights_digest(model: nn.Module) -> str:
     h = hashlib.sha256()
     for key, tensor in sorted(model.state_dict().items()):
         h.update(key.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
         h.update(str(tuple(tensor.shape)).encode())
     return h.hexdigest()[:16]

@@ -122,7 +122,7 @@ class _UpProjTaps:
 def _reporter(progress: bool | Progress, total: int) -> Progress:
     if callable(progress):
         return progress
-    if not progress:
+    if not progress or total == 0:
         return lambda *a: None
     from tqdm.auto import tqdm
 

@@ -29,6 +29,8 @@ def score_many(nags: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     t, p_layers, d_ff = profiles.shape
     if p_layers != n_layers:
         raise ValueError(f"NAGs have {n_layers} layers but the profiles have {p_layers}")
+    if n and int(nags.max()) >= d_ff:
+        raise ValueError(f"NAGs hold neuron {int(nags.max())}, outside the profiles' d_ff={d_ff}")
     # float64 sums: float32 ones drift past 1 and depend on the order of a NAG's neurons
     table = torch.from_numpy(
         np.ascontiguousarray(profiles.reshape(t, -1).T, dtype=np.float64) / n_layers

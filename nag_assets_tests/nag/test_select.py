@@ -186,7 +186,6 @@ def test_deterministic_across_runs(pool: dict) -> None:
     np.testing.assert_array_equal(first[2], second[2])
 
 
-@SLOW
 @given(st.integers(0, 10**7), st.sampled_from(["0.01", "0.1", "0.2", "0.29", "0.3", "1"]),
        st.lists(st.integers(0, 5), min_size=1, max_size=4).filter(lambda w: sum(w) > 0))
 def test_budget_is_floor_of_weighted_share(pool_tokens: int, fraction: str, ws: list) -> None:
