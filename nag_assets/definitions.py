@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from nag_assets.defs.automation import automation_sensor
 from nag_assets.defs.mixture import selected_mixture
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.sensors import pool_sensor
@@ -17,7 +18,7 @@ def build_defs(
     """Definitions with the given resources (tests and the demo pass their own)."""
     return dg.Definitions(
         assets=ASSETS,
-        sensors=[pool_sensor],
+        sensors=[pool_sensor, automation_sensor],
         resources={
             "storage": storage or StorageResource(),
             "backbone": backbone or BackboneResource.from_env(),

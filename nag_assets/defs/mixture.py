@@ -30,7 +30,7 @@ class MixtureConfig(dg.Config):
     group_name="mixture",
     kinds={"parquet"},
     code_version=STEP_CODE_VERSION,
-    automation_condition=on_update,
+    automation_condition=on_update("shard_scores"),
     check_specs=[
         dg.AssetCheckSpec("budget_holds", asset="selected_mixture"),
         dg.AssetCheckSpec("rows_point_to_documents", asset="selected_mixture"),

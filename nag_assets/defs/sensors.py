@@ -32,7 +32,8 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         existing = set(context.instance.get_dynamic_partitions(partitions.name))
         if new := [k for k in found.added if k not in existing]:
             partition_requests.append(partitions.build_add_request(new))
-        todo = [k for k in found.added if not _done(context, first.key, k, found.seen[k])]
+        todo = [k for k in found.added
+                if k not in existing or not _done(context, first.key, k, found.seen[k])]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
             runs.append(
@@ -71,7 +72,8 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
 
 
 def _done(context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict) -> bool:
-    """A file the cursor has not seen may already be materialized (cursor reset, demo run)."""
+    """A file the cursor has not seen whose partition exists may already be materialized from
+    this very content (cursor reset, demo run). A re-added partition is always rerun."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
     ).records

@@ -67,7 +67,7 @@ def _source_version(store, key: str) -> str:
     kinds={"parquet"},
     code_version=STEP_CODE_VERSION,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=on_update,
+    automation_condition=on_update("target_nag"),
     description="Each document's score against every current target profile, one column "
     "per target. Cheap: re-scoring every shard after a target changes is one run.",
 )

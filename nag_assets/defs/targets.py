@@ -39,7 +39,7 @@ def target_dataset(
     kinds={"pytorch", "parquet"},
     code_version=NAG_CODE_VERSION,
     pool="backbone",
-    automation_condition=on_update,
+    automation_condition=on_update(),
     check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset="target_nag")],
     description="Each example's NAG (top-K up-projection neurons per layer) and the target "
     "profile: how often each neuron appears, per layer.",

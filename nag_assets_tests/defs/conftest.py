@@ -1,0 +1,70 @@
+"""Shared fixtures for the asset-graph tests: a tiny model folder, a Wikipedia pool, roots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import torch
+
+import nag_assets.pipeline.common as pipeline_common
+from nag_assets.sources.wiki import load_wiki_leads
+from nag_assets_tests.defs.helpers import Graph, build_root
+from nag_assets_tests.tiny import save_tiny
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """A 3-layer model gains nothing from threads; on a busy machine they cost 40x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def wiki_pool() -> pl.DataFrame:
+    """200 Wikipedia leads: the first ones fill shards, later ones make extra shards."""
+    return load_wiki_leads(200)
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.ephemeral() as inst:
+        yield inst
+
+
+@pytest.fixture
+def make_graph(
+    tmp_path: Path, tiny_model_dir: Path, wiki_pool: pl.DataFrame, instance: dg.DagsterInstance
+) -> Callable[..., Graph]:
+    """make_graph(shards=3, docs_per_shard=30, targets=None) -> Graph over a fresh root
+    (targets default to arc_easy with 20 examples); nothing materialized yet."""
+
+    def make(**kwargs) -> Graph:
+        root = build_root(tmp_path / "root", wiki_pool, **kwargs)
+        return Graph(root, tiny_model_dir, instance)
+
+    return make
+
+
+@pytest.fixture
+def extraction_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The texts of every backbone forward call (extract_nags) made while the test runs."""
+    calls: list[list[str]] = []
+    real = pipeline_common.extract_nags
+
+    def counting(backbone, texts, *args, **kwargs):
+        calls.append(list(texts))
+        return real(backbone, texts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_common, "extract_nags", counting)
+    return calls
