@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from nag_assets.defs.driver import sensor_tick
 from nag_assets.pipeline.mixture import read_mixture
