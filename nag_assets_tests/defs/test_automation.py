@@ -88,3 +88,13 @@ def test_nothing_updated_requests_nothing(graph: Graph) -> None:
     for _ in range(2):
         result = graph.evaluate_automation()
         assert all(requested(result, a) == set() for a in DOWNSTREAM)
+
+
+def test_new_partition_waits_for_its_own_upstream(graph: Graph) -> None:
+    """A partition whose same-partition dependency does not exist yet is not requested."""
+    graph.instance.add_dynamic_partitions("targets", ["ice"])
+    graph.instance.add_dynamic_partitions("shards", ["late"])
+
+    result = graph.evaluate_automation()
+    assert requested(result, "target_nag") == set()
+    assert requested(result, "shard_scores") == set()
