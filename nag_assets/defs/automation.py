@@ -13,8 +13,10 @@ def on_update(*tolerate_missing: str) -> dg.AutomationCondition:
     if not tolerate_missing:
         return eager
     keep = ~_missing.ignore(dg.AssetSelection.assets(*tolerate_missing))
-    return (eager.without(~_missing) & keep).with_label("eager, tolerating missing "
-                                                        + ", ".join(tolerate_missing))
+    return (eager.without(~_missing) & keep).with_label(
+        "eager, tolerating missing " + ", ".join(tolerate_missing)
+    )
+
 
 # Evaluates every asset's condition; a request for many partitions of one asset becomes one
 # backfill, which shard_scores' single-run backfill policy turns into one run.

@@ -90,6 +90,7 @@ def _metadata(store, facts: dict, skipped: bool) -> dict:
         "pool_tokens": facts["pool_tokens"],
         "chosen_by_several_targets": facts["chosen_by_several"],
         "shard_versions": dg.MetadataValue.json(facts["shards"]),
+        "target_versions": dg.MetadataValue.json(facts["target_versions"]),
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
         "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
         "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),

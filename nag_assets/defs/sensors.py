@@ -32,8 +32,11 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         existing = set(context.instance.get_dynamic_partitions(partitions.name))
         if new := [k for k in found.added if k not in existing]:
             partition_requests.append(partitions.build_add_request(new))
-        todo = [k for k in found.added
-                if k not in existing or not _done(context, first.key, k, found.seen[k])]
+        todo = [
+            k
+            for k in found.added
+            if k not in existing or not _done(context, first.key, k, found.seen[k])
+        ]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
             runs.append(

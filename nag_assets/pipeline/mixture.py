@@ -18,6 +18,7 @@ import polars as pl
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
 from nag_assets.pipeline.shards import SCORES, read_shard
+from nag_assets.pipeline.targets import NAG
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, digest
 
@@ -34,17 +35,22 @@ class MixtureSettings:
 
 
 def scored_shards(storage: Storage, shards: list[str], targets: list[str]):
-    """(usable shards with their score-file meta, shards left out with the reason)."""
+    """(usable shards with their score-file meta, shards left out with the reason, target
+    versions). A shard is usable only if scored against the current version of every target,
+    so a mixture never mixes scores from two versions of a profile."""
+    current = {t: (storage.read_meta(NAG, f"{t}.parquet") or {}).get("version") for t in targets}
     usable, left_out = {}, {}
     for s in shards:
         meta = storage.read_meta(SCORES, f"{s}.parquet")
+        scored = (meta or {}).get("target_versions", {})
+        stale = sorted(t for t in targets if scored.get(t) != current[t])
         if meta is None:
             left_out[s] = "no shard_scores yet"
-        elif missing := sorted(set(targets) - set(meta["targets"])):
-            left_out[s] = f"not scored for {missing} yet"
+        elif stale:
+            left_out[s] = f"not scored against the current version of {stale} yet"
         else:
             usable[s] = meta
-    return usable, left_out
+    return usable, left_out, current
 
 
 def selected_mixture(
@@ -52,7 +58,7 @@ def selected_mixture(
 ) -> StepResult:
     if not targets:
         raise InputError("no targets: add a target file under targets/ to select for")
-    usable, left_out = scored_shards(storage, shards, targets)
+    usable, left_out, target_versions = scored_shards(storage, shards, targets)
     if not usable:
         raise InputError(f"no scored shards to select from (shards: {left_out or 'none'})")
     keys = sorted(usable)
@@ -99,6 +105,7 @@ def selected_mixture(
         files.append(f"{version}/part-{s}.parquet")
     facts = _facts(cutoffs, lowest, usable, left_out, chosen_by, hist, files, settings)
     facts["pool_tokens"] = pool_tokens
+    facts["target_versions"] = target_versions
     storage.write_bytes(
         json.dumps({"version": version, "facts": facts}, indent=1).encode(),
         FOLDER,

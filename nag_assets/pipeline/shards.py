@@ -78,7 +78,7 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
     if not targets:
         raise InputError("no targets: add a target file under targets/ first")
     meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"shard_nag[{key}]")
-    profiles, versions = [], []
+    profiles, versions = [], {}
     for t in targets:
         profile, tmeta = load_profile(storage, t)
         if tmeta["nag_fingerprint"] != meta["nag_fingerprint"]:
@@ -87,8 +87,8 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
                 "NAG settings: rematerialize the older one"
             )
         profiles.append(profile)
-        versions.append(f"{t}={tmeta['version']}")
-    version = digest("shard_scores", STEP_CODE_VERSION, meta["version"], *versions)
+        versions[t] = tmeta["version"]
+    version = digest("shard_scores", STEP_CODE_VERSION, meta["version"], sorted(versions.items()))
     out = (SCORES, f"{key}.parquet")
     if (storage.read_meta(*out) or {}).get("version") == version:
         return StepResult(version, True, {"targets": len(targets)})
@@ -103,6 +103,7 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
         meta={
             "version": version,
             "targets": targets,
+            "target_versions": versions,
             "file": meta["file"],
             "sha256": meta["sha256"],
             "shard_nag_version": meta["version"],

@@ -186,3 +186,26 @@ def test_changed_input_or_settings_are_not_skipped(
     changed = shards.shard_nag(store, "pool", backbone, NagSettings(top_k=5))
     assert not changed.skipped and changed.facts["documents_extracted"] == 5
     assert calls == [8, 8, 5]
+
+
+def test_mixture_leaves_out_shards_scored_against_an_older_target(
+    store: Storage, backbone: Backbone
+) -> None:
+    _put(store, "targets", "snow.jsonl", _jsonl(_texts(6, "snow")))
+    for name in ("a", "b"):
+        _put(store, "shards", f"{name}.jsonl", _jsonl(_texts(7, name)))
+        shards.shard_nag(store, name, backbone, SETTINGS)
+    targets.target_dataset(store, "snow", backbone.count_tokens)
+    targets.target_nag(store, "snow", backbone, SETTINGS)
+    for name in ("a", "b"):
+        shards.shard_scores(store, name, ["snow"])
+    # the target changes; only shard a is re-scored against its new profile
+    _put(store, "targets", "snow.jsonl", _jsonl(_texts(8, "hail")))
+    targets.target_dataset(store, "snow", backbone.count_tokens)
+    targets.target_nag(store, "snow", backbone, SETTINGS)
+    shards.shard_scores(store, "a", ["snow"])
+
+    mx = mixture.selected_mixture(store, ["a", "b"], ["snow"], mixture.MixtureSettings())
+    assert list(mx.facts["shards"]) == ["a"]
+    assert "current version of ['snow']" in mx.facts["shards_left_out"]["b"]
+    assert set(mixture.read_mixture(store)["shard"].to_list()) <= {"a"}
