@@ -20,12 +20,18 @@ setup() {
     if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
         return
     fi
-    echo "setting up $VENV (first run takes a minute or two)..." >&2
+    echo "setting up $VENV (first run takes a minute or two; log: $VENV/setup.log)..." >&2
     [[ -x "$PY" ]] || "${PYTHON:-python3}" -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q "$TORCH_SPEC"
-    "$PY" -m pip install -q --no-deps "${NO_DEPS_PACKAGES[@]}"
-    "$PY" -m pip install -q -e ".[dev]"
+    if ! {
+        "$PY" -m pip install --upgrade pip &&
+        "$PY" -m pip install "$TORCH_SPEC" &&
+        "$PY" -m pip install --no-deps "${NO_DEPS_PACKAGES[@]}" &&
+        "$PY" -m pip install -e ".[dev]"
+    } > "$VENV/setup.log" 2>&1; then
+        tail -n 30 "$VENV/setup.log" >&2
+        echo "set-up failed; full log in $VENV/setup.log" >&2
+        exit 1
+    fi
     echo "$want" > "$STAMP"
 }
 
