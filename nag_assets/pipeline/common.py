@@ -70,6 +70,18 @@ def nag_table(
     )
 
 
+def nag_meta(version: str, backbone: Backbone, settings: NagSettings, **extra) -> dict:
+    """The footer of a NAG table: its version and what `nags_of` needs to unflatten it."""
+    return {
+        "version": version,
+        "layers": backbone.num_layers,
+        "top_k": settings.top_k,
+        "d_ff": backbone.d_ff,
+        "nag_fingerprint": settings.fingerprint(backbone),
+        **extra,
+    }
+
+
 def nags_of(df: pl.DataFrame, meta: dict) -> np.ndarray:
     """(n, L, K) int16 NAGs back from a table written by `nag_table`."""
     flat = df["nag"].to_numpy()

@@ -13,6 +13,7 @@ from nag_assets.pipeline.common import (
     NagSettings,
     StepResult,
     find_input,
+    nag_meta,
     nag_table,
     nags_of,
     require,
@@ -49,15 +50,7 @@ def shard_nag(
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
     table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress)
-    meta = {
-        "version": version,
-        "layers": backbone.num_layers,
-        "top_k": settings.top_k,
-        "d_ff": backbone.d_ff,
-        "nag_fingerprint": fp,
-        "file": name,
-        "sha256": sha,
-    }
+    meta = nag_meta(version, backbone, settings, file=name, sha256=sha)
     storage.write_parquet(table, *out, meta=meta)
     empty = int((table["nag_tokens"] == 0).sum())
     return StepResult(

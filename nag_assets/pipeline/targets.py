@@ -12,6 +12,7 @@ from nag_assets.pipeline.common import (
     NagSettings,
     StepResult,
     find_input,
+    nag_meta,
     nag_table,
     nags_of,
     require,
@@ -81,13 +82,7 @@ def target_nag(
     else:
         ds = storage.read_parquet(DATASET, f"{key}.parquet")
         table = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress)
-    meta = {
-        "version": version,
-        "layers": backbone.num_layers,
-        "top_k": settings.top_k,
-        "d_ff": backbone.d_ff,
-        "nag_fingerprint": fp,
-    }
+    meta = nag_meta(version, backbone, settings)
     profile = build_profile(nags_of(table, meta), backbone.d_ff)
     if not skipped:
         storage.write_npy(profile.astype("float32"), NAG, f"{key}.profile.npy")

@@ -8,21 +8,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import torch
 
-import nag_assets.pipeline.common as pipeline_common
 from nag_assets.sources.wiki import load_wiki_leads
 from nag_assets_tests.defs.helpers import Graph, build_root
 from nag_assets_tests.tiny import save_tiny
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """A 3-layer model gains nothing from threads; on a busy machine they cost 40x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -54,17 +43,3 @@ def make_graph(
         return Graph(root, tiny_model_dir, instance)
 
     return make
-
-
-@pytest.fixture
-def extraction_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The texts of every backbone forward call (extract_nags) made while the test runs."""
-    calls: list[list[str]] = []
-    real = pipeline_common.extract_nags
-
-    def counting(backbone, texts, *args, **kwargs):
-        calls.append(list(texts))
-        return real(backbone, texts, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline_common, "extract_nags", counting)
-    return calls
