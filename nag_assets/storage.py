@@ -6,8 +6,14 @@ Layout under the root:
     assets/<asset>/<key>.*   what the assets write, one file per partition
     selected_mixture/        the selected corpus, versioned folders + CURRENT pointer
 
-Every write is atomic: local files go through a temporary file and `os.replace`, S3 objects
-are a single PUT. A reader therefore sees the previous version or the new one, never a part.
+Every write is atomic: local files go through a temporary file (`.tmp-*`, never listed, and
+removed once stale) and `os.replace`; S3 objects are a single PUT (or one multipart upload,
+which S3 also publishes whole). A reader sees the previous version or the new one, never a part.
+Reads of inputs are checked the other way round: a file that changes while it is being read is
+read again, never returned mixed (`read_whole`).
+
+S3 endpoint and credentials come from the usual AWS settings (AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID, AWS_PROFILE, ...; botocore reads them) or from `storage_options`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +36,9 @@ import pyarrow.parquet as pq
 SAFE_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 MAX_KEY = 100
 META_KEY = "nag_assets"
+TEMP_PREFIX = ".tmp-"
+TEMP_MAX_AGE_S = 3600.0  # a temporary file this old belongs to a writer that died
+READ_TRIES = 3
 
 
 class UnsafeKeyError(ValueError):
@@ -50,8 +60,16 @@ def partition_key(file_name: str) -> str:
 
 def check_key(key: str) -> str:
     if not SAFE_KEY.fullmatch(key) or ".." in key:
-        raise UnsafeKeyError(f"partition key {key!r} is not safe as a file name")
+        raise UnsafeKeyError(
+            f"partition key {key!r} is not safe as a file name: use lowercase letters, digits, "
+            f"'_', '.' or '-', starting with a letter or digit, at most {MAX_KEY} characters, "
+            "no '..'"
+        )
     return key
+
+
+class ChangedWhileReading(OSError):
+    """A file kept changing while it was read; it is read again once it settles."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +85,20 @@ class Storage:
 
     def __init__(self, root: str, storage_options: dict | None = None):
         self.root = root.rstrip("/")
-        self.fs, self._base = fsspec.core.url_to_fs(self.root, **(storage_options or {}))
+        options = dict(storage_options or {})
+        if self.root.startswith(("s3://", "s3a://")):
+            # other processes add and replace objects: never answer from a stale listing
+            options.setdefault("use_listings_cache", False)
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **options)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.is_local = "file" in protocols
 
     def path(self, *parts: str) -> str:
+        """The full path of `parts` under the root; never a path outside it."""
+        for part in parts:
+            segments = part.split("/")
+            if part.startswith("/") or any(p in ("", ".", "..") for p in segments):
+                raise UnsafeKeyError(f"path part {part!r} would leave the storage root")
         return "/".join([self._base, *parts])
 
     def url(self, *parts: str) -> str:
@@ -90,7 +117,7 @@ class Storage:
         for d in self.fs.ls(base, detail=True):
             name = d["name"].rstrip("/").rsplit("/", 1)[-1]
             if d.get("type") != "file" or name.startswith((".", "_", "~")):
-                continue
+                continue  # hidden, temporary (.tmp-*) or a folder
             etag = d.get("ETag") or d.get("etag")
             sig = etag or f"{d.get('size')}:{d.get('mtime') or d.get('LastModified')}"
             out.append(FileInfo(d["name"], name, str(sig), etag.strip('"') if etag else None))
@@ -105,6 +132,40 @@ class Storage:
     def read_bytes(self, *parts: str) -> bytes:
         return self.fs.cat_file(self.path(*parts))
 
+    def read_whole(self, path: str, tries: int = READ_TRIES) -> bytes:
+        """The bytes of one version of the file at `path` (full path), never a mix of two.
+
+        Local: the size, mtime and inode must be the same before and after the read (a file
+        replaced by rename is safe anyway; this catches writers that rewrite in place). S3:
+        the read is pinned to the object's ETag, so a replaced object fails the read. Either
+        way the read is retried, and `ChangedWhileReading` raised if it never settles."""
+        for attempt in range(tries):
+            if attempt:
+                time.sleep(0.1 * 2**attempt)
+            try:
+                if self.is_local:
+                    before = os.stat(path)
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    after = os.stat(path)
+                    same = (before.st_size, before.st_mtime_ns, before.st_ino) == (
+                        after.st_size,
+                        after.st_mtime_ns,
+                        after.st_ino,
+                    )
+                    if same and len(data) == after.st_size:
+                        return data
+                else:
+                    # s3fs pins every ranged GET of an open file to the ETag seen at open
+                    with self.fs.open(path, "rb", cache_type="none") as f:
+                        return f.read()
+            except FileNotFoundError:
+                raise
+            except OSError as e:  # s3fs FileExpired: the object was replaced mid-read
+                if not _changed_error(e):
+                    raise
+        raise ChangedWhileReading(f"{path}: changed while being read ({tries} tries)")
+
     def write_bytes(self, data: bytes, *parts: str) -> str:
         target = self.path(*parts)
         if not self.is_local:
@@ -112,7 +173,8 @@ class Storage:
             return target
         folder = os.path.dirname(target)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        remove_stale_temps(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -157,6 +219,34 @@ class Storage:
         path = self.path(*parts)
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+
+def remove_stale_temps(folder: str, max_age_s: float = TEMP_MAX_AGE_S) -> list[str]:
+    """Delete the temporary files (`.tmp-*`) in a local folder older than `max_age_s`: what a
+    killed writer left. Younger ones may belong to a writer still at work."""
+    removed, now = [], time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for e in entries:
+        if not e.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            if now - e.stat().st_mtime > max_age_s:
+                os.unlink(e.path)
+                removed.append(e.path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _changed_error(e: OSError) -> bool:
+    try:
+        from s3fs.utils import FileExpired
+    except ImportError:  # pragma: no cover - s3fs is a dependency
+        return False
+    return isinstance(e, FileExpired)
 
 
 def sha256_file(fs, path: str, chunk: int = 1 << 20) -> str:

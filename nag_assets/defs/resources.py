@@ -28,11 +28,21 @@ class StorageResource(dg.ConfigurableResource):
     endpoint_url: str | None = Field(
         default=None, description="S3 endpoint (else AWS_ENDPOINT_URL or AWS's default)"
     )
+    profile: str | None = Field(
+        default=None, description="AWS profile for S3 credentials (else AWS_PROFILE / the chain)"
+    )
+    region: str | None = Field(default=None, description="S3 region (else AWS_DEFAULT_REGION)")
 
     def storage(self) -> Storage:
-        options = {}
-        if self.root.startswith("s3://") and self.endpoint_url:
-            options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        """Credentials are never config values: they come from the AWS chain (environment,
+        profile, instance role), which botocore reads, as it reads AWS_ENDPOINT_URL."""
+        options: dict = {}
+        if self.root.startswith("s3://"):
+            client = {"endpoint_url": self.endpoint_url, "region_name": self.region}
+            if client := {k: v for k, v in client.items() if v}:
+                options["client_kwargs"] = client
+            if self.profile:
+                options["profile"] = self.profile
         return Storage(self.root, options)
 
 

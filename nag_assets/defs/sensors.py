@@ -11,6 +11,7 @@ from nag_assets.defs.resources import StorageResource
 from nag_assets.defs.shards import candidate_shard, shard_nag
 from nag_assets.defs.targets import target_dataset
 from nag_assets.pipeline.watch import scan
+from nag_assets.storage import sha256_file
 
 WATCHED = (("targets", targets, target_dataset), ("shards", shards, shard_nag))
 
@@ -35,7 +36,7 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         todo = [
             k
             for k in found.added
-            if k not in existing or not _done(context, first.key, k, found.seen[k])
+            if k not in existing or not _done(context, first.key, k, found.seen[k], store, folder)
         ]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
@@ -56,7 +57,13 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         for name, why in found.rejected.items():
             context.log.warning(f"{folder}/{name} ignored: {why}")
         cursor[folder] = found.seen
-        log.append(f"{folder}: +{len(found.added)} ~{len(found.changed)} -{len(gone)}")
+        known = len(found.added) - len(todo)
+        log.append(
+            f"{folder}: {len(found.seen)} files, +{len(found.added)} new"
+            + (f" ({known} already materialized)" if known else "")
+            + f", ~{len(found.changed)} changed, -{len(gone)} removed,"
+            f" {len(todo) + len(found.changed)} runs requested"
+        )
     if removed:
         runs.append(
             dg.RunRequest(
@@ -70,13 +77,17 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         dynamic_partitions_requests=partition_requests,
         asset_events=events,
         cursor=json.dumps(cursor, sort_keys=True),
-        skip_reason=None if runs or partition_requests else "no file added, changed or removed",
+        skip_reason=None if runs or partition_requests else "nothing to do: " + "; ".join(log),
     )
 
 
-def _done(context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict) -> bool:
+def _done(
+    context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict, store, folder: str
+) -> bool:
     """A file the cursor has not seen whose partition exists may already be materialized from
-    this very content (cursor reset, demo run). A re-added partition is always rerun."""
+    this very content (cursor reset, demo run). A re-added partition is always rerun. On S3
+    the sensor knows an ETag and the materialization a content hash: then the file is hashed
+    (once, only here)."""
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
     ).records
@@ -84,4 +95,14 @@ def _done(context: dg.SensorEvaluationContext, asset_key, key: str, seen: dict) 
         return False
     meta = records[0].asset_materialization.metadata
     got = meta.get("source_version")
-    return got is not None and got.value == seen["version"]
+    if got is None:
+        return False
+    if got.value == seen["version"]:
+        return True
+    if seen["version"].startswith("etag:") and str(got.value).startswith("sha256:"):
+        try:
+            sha = sha256_file(store.fs, store.path(folder, seen["name"]))
+        except FileNotFoundError:  # gone since the listing: the next tick sees it removed
+            return False
+        return got.value == f"sha256:{sha}"
+    return False

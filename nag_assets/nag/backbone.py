@@ -207,11 +207,13 @@ def load_backbone(
     dt = resolve_dtype(dtype, dev)
     folder = embedded_folder() if name == EMBEDDED else Path(name)
     source = str(folder) if name == EMBEDDED or folder.exists() else name
+    if name != EMBEDDED and not folder.exists() and name.startswith(("/", "./", "../", "~")):
+        raise BackboneError(f"cannot load backbone {name!r}: no such folder")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
-    except (OSError, ValueError) as e:
-        raise BackboneError(f"cannot load backbone {name!r}: {e}") from e
+    except Exception as e:  # OSError, ValueError, safetensors' errors for a broken file, ...
+        raise BackboneError(f"cannot load backbone {name!r}: {type(e).__name__}: {e}") from e
     return from_model(model, tokenizer, name=name, device=dev, identity=_identity(name, folder))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +11,7 @@ import polars as pl
 
 from nag_assets.nag import Backbone, extract_nags
 from nag_assets.sources.files import InputError, is_input_file
-from nag_assets.storage import Storage, digest, partition_key
+from nag_assets.storage import ChangedWhileReading, Storage, check_key, digest, partition_key
 
 STEP_CODE_VERSION = "1"  # bump when a step's output changes for the same inputs
 
@@ -45,6 +46,27 @@ def find_input(storage: Storage, folder: str, key: str) -> tuple[str, str] | Non
         if is_input_file(f.name) and key_or_none(f.name) == key:
             return f.path, f.name
     return None
+
+
+def read_input(storage: Storage, folder: str, key: str) -> tuple[str, bytes, str] | None:
+    """(file name, bytes, sha256) of the input file of partition `key`, or None if there is
+    none. The bytes are one whole version of the file (a file that changes while it is read
+    is read again); the hash is of exactly these bytes."""
+    check_key(key)
+    found = find_input(storage, folder, key)
+    if found is None:
+        return None
+    path, name = found
+    try:
+        data = storage.read_whole(path)
+    except FileNotFoundError as e:
+        raise InputError(f"{name}: removed while being read; nothing to do until it is back") from e
+    except ChangedWhileReading as e:
+        raise InputError(
+            f"{name}: changed while being read, again and again; it is read afresh once the "
+            "writer is done (the pool sensor sees the new version)"
+        ) from e
+    return name, data, hashlib.sha256(data).hexdigest()[:32]
 
 
 def key_or_none(name: str) -> str | None:

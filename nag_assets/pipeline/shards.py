@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import polars as pl
 
@@ -12,15 +10,16 @@ from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
     StepResult,
-    find_input,
     nag_meta,
     nag_table,
     nags_of,
+    read_input,
     require,
 )
+from nag_assets.pipeline.targets import NAG as TARGET_NAG
 from nag_assets.pipeline.targets import load_profile
 from nag_assets.sources.files import InputError, read_documents
-from nag_assets.storage import Storage, digest
+from nag_assets.storage import Storage, check_key, digest
 
 NAG = "assets/shard_nag"
 SCORES = "assets/shard_scores"
@@ -28,12 +27,10 @@ SCORES = "assets/shard_scores"
 
 def read_shard(storage: Storage, key: str) -> tuple[str, bytes, str]:
     """(file name, bytes, sha256) of a shard, read once so the hash matches what is parsed."""
-    found = find_input(storage, "shards", key)
+    found = read_input(storage, "shards", key)
     if found is None:
         raise InputError(f"shard {key!r}: no file for it under {storage.url('shards')}")
-    path, name = found
-    data = storage.fs.cat_file(path)
-    return name, data, hashlib.sha256(data).hexdigest()[:32]
+    return found
 
 
 def shard_nag(
@@ -46,7 +43,8 @@ def shard_nag(
     out = (NAG, f"{key}.parquet")
     if (storage.read_meta(*out) or {}).get("version") == version:
         return StepResult(version, True, {"documents_extracted": 0, "file": name})
-    docs = read_documents(data, name, key)
+    repaired: dict = {}
+    docs = read_documents(data, name, key, repaired)
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
     table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress)
@@ -61,16 +59,30 @@ def shard_nag(
             "tokens": int(table["tokens"].sum()),
             "nag_tokens": int(table["nag_tokens"].sum()),
             "empty_documents": empty,
+            # longer than max_tokens: the NAG reads the first max_tokens, the budget counts all
+            "truncated_documents": int((table["tokens"] > table["nag_tokens"]).sum()),
+            "control_character_rows": repaired.get("control_character_rows", 0),
             "file": name,
         },
     )
 
 
 def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
-    """Scores of the shard's documents, one float32 column per target."""
+    """Scores of the shard's documents, one float32 column per target that has its profile.
+    A target without one (not extracted yet, or its file is bad) is left out and reported, so
+    one bad target never blocks the others; the shard is re-scored once it has a profile."""
+    check_key(key)
     if not targets:
         raise InputError("no targets: add a target file under targets/ first")
     meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"shard_nag[{key}]")
+    waiting = [
+        t for t in targets if storage.read_meta(TARGET_NAG, f"{check_key(t)}.parquet") is None
+    ]
+    targets = [t for t in targets if t not in waiting]
+    if not targets:
+        raise InputError(
+            f"no target has a target_nag yet ({', '.join(waiting)}): see those targets' runs"
+        )
     profiles, versions = [], {}
     for t in targets:
         profile, tmeta = load_profile(storage, t)
@@ -83,8 +95,9 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
         versions[t] = tmeta["version"]
     version = digest("shard_scores", STEP_CODE_VERSION, meta["version"], sorted(versions.items()))
     out = (SCORES, f"{key}.parquet")
+    left_out = {"targets_without_target_nag": ", ".join(waiting)} if waiting else {}
     if (storage.read_meta(*out) or {}).get("version") == version:
-        return StepResult(version, True, {"targets": len(targets)})
+        return StepResult(version, True, {"targets": len(targets), **left_out})
     table = storage.read_parquet(NAG, f"{key}.parquet")
     scores = score_many(nags_of(table, meta), np.stack(profiles))
     df = table.select("id", "tokens").hstack(
@@ -102,4 +115,4 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
             "shard_nag_version": meta["version"],
         },
     )
-    return StepResult(version, False, {"documents": df.height, "targets": len(targets)})
+    return StepResult(version, False, {"documents": df.height, "targets": len(targets), **left_out})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import polars as pl
 
 from nag_assets.nag import Backbone, build_profile, concentration
@@ -11,15 +9,15 @@ from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
     StepResult,
-    find_input,
     nag_meta,
     nag_table,
     nags_of,
+    read_input,
     require,
 )
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.sources.files import InputError, benchmark_target, read_target
-from nag_assets.storage import Storage, digest
+from nag_assets.storage import Storage, check_key, digest
 
 DATASET = "assets/target_dataset"
 NAG = "assets/target_nag"
@@ -28,11 +26,10 @@ MIN_EXAMPLES = 5
 
 def _source(storage: Storage, key: str) -> tuple[str, bytes | None, str]:
     """(file name or benchmark, its bytes or None, content version)."""
-    found = find_input(storage, "targets", key)
+    found = read_input(storage, "targets", key)
     if found:
-        path, name = found
-        data = storage.fs.cat_file(path)
-        return name, data, "sha256:" + hashlib.sha256(data).hexdigest()[:32]
+        name, data, sha = found
+        return name, data, f"sha256:{sha}"
     if key.startswith(BENCHMARK_PREFIX):
         return key, None, f"benchmark:{key}"
     raise InputError(f"target {key!r}: no file under targets/ and not a {BENCHMARK_PREFIX}* name")
@@ -47,7 +44,8 @@ def target_dataset(
     out = (DATASET, f"{key}.parquet")
     if (storage.read_meta(*out) or {}).get("version") == version:
         return StepResult(version, True, {"source": name, "source_version": source_version})
-    df = benchmark_target(key) if data is None else read_target(data, name, key)
+    repaired: dict = {}
+    df = benchmark_target(key) if data is None else read_target(data, name, key, repaired)
     df = df.select("id", "text").filter(pl.col("text").str.strip_chars() != "")
     df = df.with_columns(tokens=pl.Series(count_tokens(df["text"].to_list()), dtype=pl.Int64))
     df = df.filter(pl.col("tokens") > 0)
@@ -64,6 +62,7 @@ def target_dataset(
             "source_version": source_version,
             "examples": df.height,
             "tokens": int(df["tokens"].sum()),
+            "control_character_rows": repaired.get("control_character_rows", 0),
         },
     )
 
@@ -72,6 +71,7 @@ def target_nag(
     storage: Storage, key: str, backbone: Backbone, settings: NagSettings, progress=None
 ) -> StepResult:
     """Each example's NAG (parquet) and the target profile (.npy, L x d_ff)."""
+    check_key(key)
     ds_meta = require(storage.read_meta(DATASET, f"{key}.parquet"), f"target_dataset[{key}]")
     fp = settings.fingerprint(backbone)
     version = digest("target_nag", STEP_CODE_VERSION, ds_meta["version"], fp)
@@ -102,6 +102,7 @@ def target_nag(
 
 def load_profile(storage: Storage, key: str) -> tuple:
     """(profile, meta) of a target, rebuilt from its stored NAGs."""
+    check_key(key)
     meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"target_nag[{key}]")
     table = storage.read_parquet(NAG, f"{key}.parquet")
     return build_profile(nags_of(table, meta), meta["d_ff"]), meta
