@@ -1,10 +1,13 @@
 """selected_mixture: the chosen documents per target under the token budget, with checks."""
 
+from urllib.parse import quote
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
 from nag_assets.defs.automation import on_update
+from nag_assets.defs.common import STORAGE_KIND
 from nag_assets.defs.plots import score_plot
 from nag_assets.defs.resources import StorageResource
 from nag_assets.defs.shards import shard_scores
@@ -14,29 +17,53 @@ from nag_assets.pipeline.shards import SCORES
 
 
 class MixtureConfig(dg.Config):
-    fraction: float = Field(default=0.2, description="share of all pool tokens to select, (0, 1]")
+    """Set in the launchpad (Materialize > Open launchpad) under ops.selected_mixture.config."""
+
+    fraction: float = Field(
+        default=0.2,
+        description="Token budget: this share of all pool tokens is selected, in (0, 1]. "
+        "The budget is split between targets by weight.",
+    )
     weights: dict[str, float] = Field(
-        default_factory=dict, description="per-target weight of the budget (default 1 each)"
+        default={},
+        description="Per-target weight of the budget, e.g. {hellaswag: 2, arc_easy: 1}; a "
+        "target not named weighs 1 (default: equal shares).",
     )
     dedup: bool = Field(
         default=False,
-        description="keep a document once even if several "
-        "targets chose it (else once per target, as in the paper)",
+        description="Keep a document once even if several targets chose it (under the first "
+        "target); off: once per target, as in the paper.",
     )
 
 
 @dg.asset(
     deps=[dg.AssetDep(shard_scores, partition_mapping=dg.AllPartitionMapping())],
-    group_name="mixture",
-    kinds={"parquet"},
+    group_name="selection",
+    kinds={"polars", "parquet", STORAGE_KIND},
     code_version=STEP_CODE_VERSION,
     automation_condition=on_update("shard_scores"),
     check_specs=[
-        dg.AssetCheckSpec("budget_holds", asset="selected_mixture"),
-        dg.AssetCheckSpec("rows_point_to_documents", asset="selected_mixture"),
+        dg.AssetCheckSpec(
+            "budget_holds",
+            asset="selected_mixture",
+            description="No target's documents exceed its share of the token budget.",
+        ),
+        dg.AssetCheckSpec(
+            "rows_point_to_documents",
+            asset="selected_mixture",
+            description="Every row is a scored document of its shard, with its text.",
+        ),
     ],
-    description="The selected corpus: per target, the best-scoring documents filling its "
-    "share of the token budget, as parquet with text and provenance (target, score, shard).",
+    description="""The selected corpus: per target, the best-scoring documents that fit its
+share of the token budget, as parquet with text and provenance (target, score, shard and the
+shard's own columns). `selected_mixture/CURRENT.json` names the version in force.
+
+What was picked and why, in the latest materialization below: `per_target` documents, tokens,
+budget and score cut-off per target; `score_distributions` (open it) each target's score
+distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
+documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
+`inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used.
+Budget fraction, per-target weights and dedup: Materialize > Open launchpad.""",
 )
 def selected_mixture(
     context: dg.AssetExecutionContext, config: MixtureConfig, storage: StorageResource
@@ -57,44 +84,128 @@ def selected_mixture(
 
 
 def _metadata(store, facts: dict, skipped: bool) -> dict:
+    per_target = facts["targets"]
+    hists = dict(zip(per_target, facts["histogram"]))
+    cutoffs = {t: f["cutoff_score"] for t, f in per_target.items()}
+    picked = {t: (f["documents"], f["tokens"]) for t, f in per_target.items()}
+    shard_meta = _shard_meta(store, facts)
+    meta = {
+        "per_target": _per_target_table(per_target),
+        "score_distributions": score_plot(hists, cutoffs, picked),
+        "documents": sum(f["documents"] for f in per_target.values()),
+        "tokens": sum(f["tokens"] for f in per_target.values()),
+        "pool_tokens": facts["pool_tokens"],
+        "chosen_by_several_n": facts["chosen_by_several"],
+        "chosen_by_several": _several_table(store, facts),
+        "inputs": dg.MetadataValue.md(_inputs_md(facts, shard_meta)),
+        "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
+        "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
+        "input_versions": dg.MetadataValue.json(_input_versions(facts, shard_meta)),
+        "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
+        "skipped_unchanged": skipped,
+    }
+    shared_ids = facts.get("ids_in_several_shards", {})
+    if shared_ids.get("count"):  # the same id in two shards: two documents, worth a look
+        meta["ids_in_several_shards"] = dg.MetadataValue.json(shared_ids)
+    return meta
+
+
+def _per_target_table(per_target: dict) -> dg.MetadataValue:
+    total_budget = sum(f["budget"] for f in per_target.values()) or 1
     rows = [
         dg.TableRecord(
             {
                 "target": t,
-                "documents": f["documents"],
+                "docs": f["documents"],
                 "tokens": f["tokens"],
                 "budget": f["budget"],
-                "share_of_budget": round(f["tokens"] / max(f["budget"], 1), 4),
-                "cutoff_score": -1.0 if f["cutoff_score"] is None else f["cutoff_score"],
+                "share": f"{f['budget'] / total_budget:.0%}",
+                "filled": f"{f['tokens'] / max(f['budget'], 1):.0%}",
+                "cut-off": "-" if f["cutoff_score"] is None else f"{f['cutoff_score']:.4f}",
             }
         )
-        for t, f in facts["targets"].items()
+        for t, f in per_target.items()
     ]
     schema = dg.TableSchema(
         columns=[
-            dg.TableColumn("target", "string"),
-            dg.TableColumn("documents", "int"),
-            dg.TableColumn("tokens", "int"),
-            dg.TableColumn("budget", "int"),
-            dg.TableColumn("share_of_budget", "float"),
-            dg.TableColumn("cutoff_score", "float"),
+            dg.TableColumn("target", "string", description="target partition"),
+            dg.TableColumn("docs", "int", description="documents picked"),
+            dg.TableColumn("tokens", "int", description="their tokens"),
+            dg.TableColumn("budget", "int", description="the target's token budget"),
+            dg.TableColumn("share", "string", description="its share of the whole budget"),
+            dg.TableColumn("filled", "string", description="tokens / budget"),
+            dg.TableColumn("cut-off", "string", description="lowest score picked"),
         ]
     )
-    hists = dict(zip(facts["targets"], facts["histogram"]))
-    cutoffs = {t: f["cutoff_score"] for t, f in facts["targets"].items()}
+    return dg.MetadataValue.table(rows, schema)
+
+
+def _several_table(store, facts: dict) -> dg.MetadataValue:
+    """The documents more than one target picked (the first ones, as the facts keep them),
+    with their score against each target."""
+    targets = list(facts["targets"])
+    several = facts["chosen_by_several_sample"]  # "shard/id" -> targets; shards have no "/"
+    sample = [(*doc.split("/", 1), chosen) for doc, chosen in several.items()]
+    scores: dict[tuple[str, str], dict] = {}
+    for shard in sorted({s for s, _, _ in sample}):
+        ids = [i for s, i, _ in sample if s == shard]
+        df = store.read_parquet(SCORES, f"{shard}.parquet").filter(pl.col("id").is_in(ids))
+        for row in df.select("id", *[t for t in targets if t in df.columns]).iter_rows(named=True):
+            scores[(shard, row.pop("id"))] = row
+    rows = [
+        dg.TableRecord(
+            {
+                "shard": shard,
+                "id": doc_id,
+                "chosen_by": ", ".join(chosen),
+                **{
+                    t: f"{scores.get((shard, doc_id), {}).get(t, float('nan')):.4f}"
+                    for t in targets
+                },
+            }
+        )
+        for shard, doc_id, chosen in sample
+    ]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("shard", "string"),
+            dg.TableColumn("id", "string"),
+            dg.TableColumn("chosen_by", "string", description="targets that picked it"),
+            *[dg.TableColumn(t, "string", description=f"score against {t}") for t in targets],
+        ]
+    )
+    return dg.MetadataValue.table(rows, schema)
+
+
+def _shard_meta(store, facts: dict) -> dict[str, dict]:
+    """Each used shard's score-file meta, as long as it is still the version the mixture
+    used (a newer scoring may have replaced it since)."""
+    out = {}
+    for s, version in facts["shards"].items():
+        meta = store.read_meta(SCORES, f"{s}.parquet") or {}
+        out[s] = meta if meta.get("version") == version else {}
+    return out
+
+
+def _inputs_md(facts: dict, shard_meta: dict[str, dict]) -> str:
+    """A table linking to the target_nag and shard_nag partitions used, with the data version
+    of each (what their materializations recorded)."""
+
+    def row(asset: str, key: str, version: str | None) -> str:
+        link = f"[{key}](/assets/{asset}?view=partitions&partition={quote(key)})"
+        return f"| {asset} | {link} | `{version or '?'}` |"
+
+    rows = [row("target_nag", t, v) for t, v in facts["target_versions"].items()]
+    rows += [row("shard_nag", s, meta.get("shard_nag_version")) for s, meta in shard_meta.items()]
+    return "| asset | partition | data version |\n|---|---|---|\n" + "\n".join(rows)
+
+
+def _input_versions(facts: dict, shard_meta: dict[str, dict]) -> dict:
     return {
-        "per_target": dg.MetadataValue.table(rows, schema),
-        "score_distributions": score_plot(hists, cutoffs),
-        "documents": sum(f["documents"] for f in facts["targets"].values()),
-        "tokens": sum(f["tokens"] for f in facts["targets"].values()),
-        "pool_tokens": facts["pool_tokens"],
-        "chosen_by_several_targets": facts["chosen_by_several"],
-        "shard_versions": dg.MetadataValue.json(facts["shards"]),
-        "target_versions": dg.MetadataValue.json(facts["target_versions"]),
-        "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
-        "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
-        "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
-        "skipped_unchanged": skipped,
+        "target_nag": facts["target_versions"],
+        "shard_nag": {s: m.get("shard_nag_version") for s, m in shard_meta.items()},
+        "shard_scores_file": facts["shards"],
+        "shard_file_sha256": {s: m.get("sha256") for s, m in shard_meta.items()},
     }
 
 

@@ -1,21 +1,27 @@
 """Shard assets: candidate_shard (the file), shard_nag (the backbone pass), shard_scores."""
 
+import time
+
 import dagster as dg
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import progress_logger, result
+from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
 from nag_assets.defs.partitions import shards
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.targets import NAG_CODE_VERSION, target_nag
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
+from nag_assets.sources.files import InputError
 
 
 @dg.observable_source_asset(
     partitions_def=shards,
     group_name="shards",
-    description="One file of candidate documents under shards/; its data version is the "
-    "content hash (or S3 ETag), so an unchanged file never causes work.",
+    tags={"dagster/kind/parquet": "", f"dagster/kind/{STORAGE_KIND}": ""},
+    description="""One file of candidate pretraining documents under `shards/` (parquet or
+JSONL with a `text` column and an optional unique `id`; other columns are carried into the
+mixture). Not computed here: `pool_sensor` adds a partition per new file and records its data
+version, the content hash (S3: ETag), so a touched but unchanged file never causes work.""",
 )
 def candidate_shard(
     context: dg.AssetExecutionContext, storage: StorageResource
@@ -34,17 +40,24 @@ def candidate_shard(
     partitions_def=shards,
     deps=[candidate_shard],
     group_name="shards",
-    kinds={"pytorch", "parquet"},
+    kinds={"pytorch", "huggingface", "parquet"},
     code_version=NAG_CODE_VERSION,
     pool="backbone",
-    description="Every document's NAG and token count: the only costly step (runs the "
-    "backbone). Computed once per shard version, reused by every target.",
+    description="""Every document's NAG (the K most active up-projection neurons per layer)
+and token count. The only costly step: it runs the backbone over the shard (pool `backbone`;
+the run log shows documents done, tokens per second and time left). Computed once per shard
+version and backbone setting, and reused by every target: adding a target never reruns it.
+
+Metadata: `documents_extracted` (0 when the stored NAGs were current), `tokens`,
+`nag_tokens` (what the backbone read, at most `max_tokens` per document), `empty_documents`,
+`seconds`, `source_version` (the file's content hash).""",
 )
 def shard_nag(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store = storage.storage()
+    start = time.monotonic()
     step = steps.shard_nag(
         store,
         key,
@@ -52,7 +65,11 @@ def shard_nag(
         backbone.settings(),
         progress_logger(context, f"shard_nag[{key}]"),
     )
-    return result(step, source_version=_source_version(store, key))
+    return result(
+        step,
+        seconds=round(time.monotonic() - start, 2),
+        source_version=_source_version(store, key),
+    )
 
 
 def _source_version(store, key: str) -> str:
@@ -63,13 +80,15 @@ def _source_version(store, key: str) -> str:
 @dg.asset(
     partitions_def=shards,
     deps=[shard_nag, dg.AssetDep(target_nag, partition_mapping=dg.AllPartitionMapping())],
-    group_name="shards",
-    kinds={"parquet"},
+    group_name="selection",
+    kinds={"numpy", "parquet"},
     code_version=STEP_CODE_VERSION,
     backfill_policy=dg.BackfillPolicy.single_run(),
     automation_condition=on_update("target_nag"),
-    description="Each document's score against every current target profile, one column "
-    "per target. Cheap: re-scoring every shard after a target changes is one run.",
+    description="""Where targets meet shards: each document's score against every current
+target profile (mean pairwise Dice overlap of its NAG with the profile, in [0, 1]), one column
+per target. Cheap, no backbone: re-scoring every shard after a target changes is one run over
+all partitions (single-run backfill).""",
 )
 def shard_scores(
     context: dg.AssetExecutionContext, storage: StorageResource
@@ -77,11 +96,25 @@ def shard_scores(
     store = storage.storage()
     target_keys = sorted(context.instance.get_dynamic_partitions("targets"))
     scored = skipped = 0
+    failed = {}
     for key in context.partition_keys:
-        step = steps.shard_scores(store, key, target_keys)
+        try:
+            step = steps.shard_scores(store, key, target_keys)
+        except InputError as e:  # one bad shard must not fail the others scored in this run
+            failed[key] = str(e)
+            context.log.error(f"shard_scores[{key}] failed: {e}")
+            continue
         skipped += step.skipped
         scored += not step.skipped
         context.log.info(f"shard_scores[{key}]: {'unchanged' if step.skipped else 'scored'}")
+    if failed and not scored + skipped:
+        raise InputError(f"no shard could be scored: {failed}")
     return dg.MaterializeResult(
-        metadata={"shards_scored": scored, "shards_unchanged": skipped, "targets": len(target_keys)}
+        metadata={
+            "shards_scored": scored,
+            "shards_unchanged": skipped,
+            "shards_failed": dg.MetadataValue.json(failed),
+            "targets": len(target_keys),
+            "target_names": ", ".join(target_keys),
+        }
     )

@@ -4,9 +4,9 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import progress_logger, result
+from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
 from nag_assets.defs.partitions import targets
-from nag_assets.defs.plots import profile_plot
+from nag_assets.defs.plots import layer_concentration, profile_plot
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.nag import top_neurons
 from nag_assets.pipeline import targets as steps
@@ -18,10 +18,15 @@ NAG_CODE_VERSION = f"{STEP_CODE_VERSION}-{BackboneResource.from_env().code_versi
 @dg.asset(
     partitions_def=targets,
     group_name="targets",
-    kinds={"parquet"},
+    kinds={"polars", "parquet", STORAGE_KIND},
     code_version=STEP_CODE_VERSION,
-    description="A target set's examples as (id, text, tokens): a file under targets/ "
-    "(parquet/JSONL with `text`, or a JSON benchmark spec) or a built-in `bench__<name>`.",
+    description="""A target set: the examples of a task you want the selected corpus to be good
+at, as `(id, text, tokens)`. One partition per file under `targets/` (parquet or JSONL with a
+`text` column, or a JSON spec like `{"benchmark": "hellaswag", "limit": 200}`), or a partition
+you add named `bench__<benchmark>`.
+
+Metadata: `examples` and `tokens` kept (blank texts dropped), `source` file and its
+`source_version` (content hash).""",
 )
 def target_dataset(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
@@ -36,13 +41,22 @@ def target_dataset(
     partitions_def=targets,
     deps=[target_dataset],
     group_name="targets",
-    kinds={"pytorch", "parquet"},
+    kinds={"pytorch", "huggingface", "numpy", "parquet"},
     code_version=NAG_CODE_VERSION,
     pool="backbone",
     automation_condition=on_update(),
     check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset="target_nag")],
-    description="Each example's NAG (top-K up-projection neurons per layer) and the target "
-    "profile: how often each neuron appears, per layer.",
+    description="""The target's neuron profile. The backbone reads every example; its NAG
+(Neuron-Activated Graph) is the K most active MLP up-projection neurons of each layer. The
+profile counts how often each neuron is in an example's NAG, per layer; documents are later
+scored by how much their NAG overlaps it. Runs the backbone (pool `backbone`), over this
+target's examples only.
+
+Metadata: `profile_plot` (open it) shows each layer's most frequent neurons, shaded by the
+share of examples that activate them, beside each layer's concentration; `concentration` is
+the share of NAG slots taken by the top-K neurons of a layer, averaged over layers (1.0: every
+example has the same NAG; K/d_ff: every neuron equally frequent), explained in
+`profile_summary`; `top_neurons` lists them per layer.""",
 )
 def target_nag(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
@@ -62,16 +76,35 @@ def target_nag(
         passed=bool(np.allclose(sums, 1.0, atol=1e-6)),
         metadata={"max_deviation": float(np.abs(sums - 1).max())},
     )
+    k = backbone.settings().top_k
     out = result(
         step,
-        top_neurons=dg.MetadataValue.md(_top_table(top_neurons(profile, 5))),
-        profile_plot=profile_plot(profile, key),
+        concentration=round(step.facts["concentration"], 4),
+        profile_summary=dg.MetadataValue.md(_summary(profile, k)),
+        profile_plot=profile_plot(profile, key, k),
+        top_neurons=dg.MetadataValue.md(_top_table(profile, k)),
     )
-    return dg.MaterializeResult(
-        data_version=out.data_version, metadata=out.metadata, check_results=[check]
+    first = ("profile_summary", "profile_plot", "concentration", "top_neurons")
+    meta = {name: out.metadata[name] for name in first} | dict(out.metadata)
+    return dg.MaterializeResult(data_version=out.data_version, metadata=meta, check_results=[check])
+
+
+def _summary(profile: np.ndarray, k: int) -> str:
+    conc = layer_concentration(profile, k)
+    floor = k / profile.shape[1]
+    return (
+        f"The top-{k} neurons of a layer take **{conc.mean():.0%}** of its NAG slots on "
+        f"average (layers range {conc.min():.0%} to {conc.max():.0%}; most concentrated: "
+        f"layer {int(conc.argmax())}). 100% would mean every example has the same NAG; "
+        f"{floor:.1%} (K/d_ff) that every neuron is equally frequent."
     )
 
 
-def _top_table(top: np.ndarray) -> str:
-    rows = "\n".join(f"| {layer} | {', '.join(map(str, r))} |" for layer, r in enumerate(top))
-    return "| layer | most frequent neurons |\n|---|---|\n" + rows
+def _top_table(profile: np.ndarray, k: int) -> str:
+    top = top_neurons(profile, k)
+    conc = layer_concentration(profile, k)
+    rows = "\n".join(
+        f"| {layer} | {', '.join(map(str, r))} | {c:.0%} |"
+        for layer, (r, c) in enumerate(zip(top, conc))
+    )
+    return f"| layer | top-{k} neurons | share of slots |\n|---|---|---|\n" + rows
