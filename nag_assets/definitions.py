@@ -3,13 +3,22 @@
 import dagster as dg
 
 from nag_assets.defs.automation import automation_sensor
+from nag_assets.defs.checks import selection_checks
 from nag_assets.defs.mixture import selected_mixture
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.sensors import pool_sensor
 from nag_assets.defs.shards import candidate_shard, shard_nag, shard_scores
 from nag_assets.defs.targets import target_dataset, target_nag
 
-ASSETS = [target_dataset, target_nag, candidate_shard, shard_nag, shard_scores, selected_mixture]
+ASSETS = [
+    target_dataset,
+    target_nag,
+    candidate_shard,
+    shard_nag,
+    shard_scores,
+    selected_mixture,
+    selection_checks,
+]
 
 
 def build_defs(

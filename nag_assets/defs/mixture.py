@@ -1,5 +1,6 @@
 """selected_mixture: the chosen documents per target under the token budget, with checks."""
 
+from typing import Literal
 from urllib.parse import quote
 
 import dagster as dg
@@ -34,6 +35,15 @@ class MixtureConfig(dg.Config):
         description="Keep a document once even if several targets chose it (under the first "
         "target); off: once per target, as in the paper.",
     )
+    ranker: Literal["nag", "random", "dsir", "embedding"] = Field(
+        default="nag",
+        description="What ranks the documents: nag (NAG-based Ranking, the default), or a "
+        "baseline with the same targets, shards, budget and output: random (seeded uniform), "
+        "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
+        "similarity to the target's mean embedding). The mixture's `ranker` column and "
+        "metadata record it.",
+    )
+    seed: int = Field(default=0, description="Seed of the random ranker (ignored by others).")
 
 
 @dg.asset(
@@ -63,7 +73,8 @@ budget and score cut-off per target; `score_distributions` (open it) each target
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
 `inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used.
-Budget fraction, per-target weights and dedup: Materialize > Open launchpad.""",
+Budget fraction, per-target weights, dedup and the ranker (NAG, or a baseline: random,
+dsir, embedding; recorded as `ranker`): Materialize > Open launchpad.""",
 )
 def selected_mixture(
     context: dg.AssetExecutionContext, config: MixtureConfig, storage: StorageResource
@@ -71,7 +82,9 @@ def selected_mixture(
     store = storage.storage()
     targets = sorted(context.instance.get_dynamic_partitions("targets"))
     shards = sorted(context.instance.get_dynamic_partitions("shards"))
-    settings = steps.MixtureSettings(config.fraction, dict(config.weights), config.dedup)
+    settings = steps.MixtureSettings(
+        config.fraction, dict(config.weights), config.dedup, config.ranker, config.seed
+    )
     step = steps.selected_mixture(store, shards, targets, settings)
     facts = step.facts
     for s, why in facts["shards_left_out"].items():
@@ -100,10 +113,13 @@ def _metadata(store, facts: dict, skipped: bool) -> dict:
         "inputs": dg.MetadataValue.md(_inputs_md(facts, shard_meta)),
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
         "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
+        "ranker": facts.get("ranker", "nag"),  # what ranked the documents
         "input_versions": dg.MetadataValue.json(_input_versions(facts, shard_meta)),
         "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
         "skipped_unchanged": skipped,
     }
+    if facts.get("ranker") == "random":
+        meta["ranker_seed"] = facts["seed"]
     shared_ids = facts.get("ids_in_several_shards", {})
     if shared_ids.get("count"):  # the same id in two shards: two documents, worth a look
         meta["ids_in_several_shards"] = dg.MetadataValue.json(shared_ids)
@@ -149,7 +165,8 @@ def _several_table(store, facts: dict) -> dg.MetadataValue:
     scores: dict[tuple[str, str], dict] = {}
     for shard in sorted({s for s, _, _ in sample}):
         ids = [i for s, i, _ in sample if s == shard]
-        df = store.read_parquet(SCORES, f"{shard}.parquet").filter(pl.col("id").is_in(ids))
+        folder = facts.get("score_folder", SCORES)  # the ranker's scores
+        df = store.read_parquet(folder, f"{shard}.parquet").filter(pl.col("id").is_in(ids))
         for row in df.select("id", *[t for t in targets if t in df.columns]).iter_rows(named=True):
             scores[(shard, row.pop("id"))] = row
     rows = [

@@ -44,3 +44,17 @@ def concentration(profile: np.ndarray, k: int) -> float:
     """
     top = np.sort(profile, axis=1)[:, ::-1][:, :k]
     return float(top.sum(axis=1).mean())
+
+
+def contrastive_profile(target: np.ndarray, pool: np.ndarray, pool_docs: int, k: int) -> np.ndarray:
+    """A variant beyond the paper: each neuron's target frequency relative to its pool
+    frequency, w_l[k] ~ target_l[k] / (pool_l[k] + 1 / (pool_docs * K)) (the pool profile
+    smoothed by one pseudo-document holding every neuron), renormalised so each layer sums
+    to 1 (scores stay in [0, 1]). Always-on neurons, frequent in the pool too, lose weight."""
+    target = np.asarray(target, dtype=np.float64)
+    pool = np.asarray(pool, dtype=np.float64)
+    if target.shape != pool.shape:
+        raise ValueError(f"target profile {target.shape} and pool profile {pool.shape} differ")
+    ratio = target / (pool + 1.0 / (max(pool_docs, 1) * max(k, 1)))
+    sums = ratio.sum(axis=1, keepdims=True)
+    return np.divide(ratio, sums, out=np.zeros_like(ratio), where=sums > 0)

@@ -22,10 +22,13 @@ import numpy as np
 import polars as pl
 
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
+from nag_assets.pipeline import baselines
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
 from nag_assets.pipeline.shards import NAG as SHARD_NAG
 from nag_assets.pipeline.shards import SCORES, read_shard
 from nag_assets.pipeline.targets import NAG
+from nag_assets.rankers import NAG as NAG_RANKER
+from nag_assets.rankers import RANKERS
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, UnsafeKeyError, check_key, digest
 
@@ -34,6 +37,7 @@ POINTER = "CURRENT.json"
 PLOT_BINS = 200
 RANK_SEP = "\x01"  # id + RANK_SEP + shard sorts as (id, shard): ids hold no control characters
 SAMPLE = 20
+FORMAT = "2"  # 2: a `ranker` column and facts; bump when the mixture's files change
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,12 @@ class MixtureSettings:
     fraction: float = 0.2
     weights: dict[str, float] = field(default_factory=dict)
     dedup: bool = False
+    ranker: str = "nag"  # or a baseline of nag_assets.rankers: random, dsir, embedding
+    seed: int = 0  # the random ranker's seed
 
     def __post_init__(self) -> None:
+        if self.ranker not in RANKERS:
+            raise InputError(f"unknown ranker {self.ranker!r}; choose one of {list(RANKERS)}")
         if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
             raise InputError(
                 f"budget fraction {self.fraction!r} must be in (0, 1]: the share of all pool "
@@ -84,8 +92,15 @@ def scored_shards(storage: Storage, shards: list[str], targets: list[str]):
 
 
 def selected_mixture(
-    storage: Storage, shards: list[str], targets: list[str], settings: MixtureSettings
+    storage: Storage,
+    shards: list[str],
+    targets: list[str],
+    settings: MixtureSettings,
+    embedder=None,
 ) -> StepResult:
+    """The budgeted selection by `settings.ranker` (NAG by default; a baseline's scores are
+    computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
+    embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed)."""
     if not targets:
         raise InputError(
             f"no targets: add a target file under {storage.url('targets')}/ (or a bench__<name> "
@@ -114,10 +129,17 @@ def selected_mixture(
     if not usable:
         raise InputError(f"none of the shards is scored yet, nothing to select from: {left_out}")
     keys = sorted(usable)
+    ranker = settings.ranker
+    folder = baselines.score_folder(ranker)
+    if ranker != NAG_RANKER:  # same documents, ids and tokens; the ranker's own scores
+        tables = baselines.baseline_scores(
+            storage, ranker, usable, targets, settings.seed, embedder
+        )
+        usable = {s: {**usable[s], "version": tables[s]["version"]} for s in keys}
 
     def load(s: str, with_ids: bool = False) -> tuple[ScoredBatch, np.ndarray | None]:
         """A shard's scores ranked by (id, shard), and (if asked) its plain ids."""
-        df = storage.read_parquet(SCORES, f"{s}.parquet")
+        df = storage.read_parquet(folder, f"{s}.parquet")
         rank = (df["id"] + f"{RANK_SEP}{s}").to_numpy()
         batch = ScoredBatch(df.select(targets).to_numpy(), df["tokens"].to_numpy(), rank)
         return batch, df["id"].to_numpy() if with_ids else None
@@ -127,19 +149,16 @@ def selected_mixture(
             yield load(s)[0]
 
     cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
-    version = digest(
-        "selected_mixture",
-        STEP_CODE_VERSION,
-        json.dumps(
-            [
-                targets,
-                settings.fraction,
-                sorted(settings.weights.items()),
-                settings.dedup,
-                [(s, usable[s]["version"]) for s in keys],
-            ]
-        ),
-    )
+    inputs = [
+        targets,
+        settings.fraction,
+        sorted(settings.weights.items()),
+        settings.dedup,
+        [(s, usable[s]["version"]) for s in keys],
+    ]
+    if ranker != NAG_RANKER:
+        inputs.append([ranker, settings.seed])
+    version = digest("selected_mixture", STEP_CODE_VERSION, FORMAT, json.dumps(inputs))
     pointer = _read_pointer(storage)
     if pointer and pointer["version"] == version:
         return StepResult(version, True, pointer["facts"])
@@ -158,7 +177,7 @@ def selected_mixture(
             chosen_by[f"{s}/{ids[doc]}"] = [targets[t] for t in np.nonzero(mask[doc])[0]]
         if not mask.any():
             continue
-        part = _part(storage, s, usable[s]["sha256"], batch, ids, mask, targets, settings.dedup)
+        part = _part(storage, s, usable[s]["sha256"], batch, ids, mask, targets, settings)
         storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
         files.append(f"{version}/part-{s}.parquet")
     facts = _facts(cutoffs, lowest, usable, left_out, chosen_by, hist, files, settings)
@@ -177,8 +196,8 @@ def selected_mixture(
     return StepResult(version, False, facts)
 
 
-def _part(storage, shard, sha, batch, ids, mask, targets, dedup) -> pl.DataFrame:
-    rows, cols = mixture_rows(mask, dedup)
+def _part(storage, shard, sha, batch, ids, mask, targets, settings) -> pl.DataFrame:
+    rows, cols = mixture_rows(mask, settings.dedup)
     name, data, now_sha = read_shard(storage, shard)
     if now_sha != sha:
         raise InputError(
@@ -196,9 +215,10 @@ def _part(storage, shard, sha, batch, ids, mask, targets, dedup) -> pl.DataFrame
                 "score": batch.scores[rows, cols].astype(np.float32),
                 "shard": shard,
                 "tokens": batch.tokens[rows],
+                "ranker": settings.ranker,
             }
         )
-        .hstack(picked)
+        .hstack(picked.rename({"ranker": "shard_ranker"}, strict=False))  # a shard's own
         .select(
             "id",
             "text",
@@ -206,7 +226,8 @@ def _part(storage, shard, sha, batch, ids, mask, targets, dedup) -> pl.DataFrame
             "score",
             "shard",
             "tokens",
-            pl.exclude("id", "text", "target", "score", "shard", "tokens"),
+            "ranker",
+            pl.exclude("id", "text", "target", "score", "shard", "tokens", "ranker"),
         )
     )
 
@@ -267,6 +288,9 @@ def _facts(
         "fraction": settings.fraction,
         "weights": settings.weights,
         "dedup": settings.dedup,
+        "ranker": settings.ranker,
+        "seed": settings.seed if settings.ranker == "random" else None,
+        "score_folder": baselines.score_folder(settings.ranker),
     }
 
 

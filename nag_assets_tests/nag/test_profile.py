@@ -21,8 +21,10 @@ def reference_profile(nags: list, d_ff: int) -> list[list[Fraction]]:
     for nag in kept:
         for layer, neurons in enumerate(nag):
             counts[layer].update(neurons)
-    return [[Fraction(counts[layer][j], len(kept) * k) for j in range(d_ff)]
-            for layer in range(n_layers)]
+    return [
+        [Fraction(counts[layer][j], len(kept) * k) for j in range(d_ff)]
+        for layer in range(n_layers)
+    ]
 
 
 def test_small_example_by_hand() -> None:

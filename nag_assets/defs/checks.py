@@ -1,0 +1,98 @@
+"""selection_checks: the sanity checks of nag_assets.checks, run on demand from the UI."""
+
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from nag_assets import checks as steps
+from nag_assets.defs.common import STORAGE_KIND
+from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.shards import shard_scores
+from nag_assets.defs.targets import target_nag
+
+REPORT = ("assets/selection_checks", "latest.json")
+
+
+class ChecksConfig(dg.Config):
+    """Set in the launchpad under ops.selection_checks.config."""
+
+    checks: list[str] = Field(
+        default=["stability", "agreement", "variants"],
+        description="Which checks to run: stability, agreement, variants, deactivation "
+        "(deactivation runs the full backbone over held-out benchmark examples, about 30 "
+        "times: minutes on a CPU).",
+    )
+    fraction: float = Field(default=0.2, description="Budget fraction of the selections.")
+    rankers: list[str] = Field(
+        default=["random", "dsir", "embedding"],
+        description="agreement: the baseline rankers to compare NAG's selection with.",
+    )
+    sizes: list[int] = Field(
+        default=[25, 50, 100, 200], description="stability: target example counts to try."
+    )
+    seeds: int = Field(default=3, description="stability: random subsets per size.")
+    neurons: list[int] = Field(
+        default=[5, 20], description="deactivation: neurons zeroed per layer (K)."
+    )
+    random_seeds: int = Field(default=5, description="deactivation: random-neuron draws.")
+    examples: int = Field(default=100, description="deactivation: held-out examples.")
+
+
+@dg.asset(
+    deps=[
+        dg.AssetDep(shard_scores, partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep(target_nag, partition_mapping=dg.AllPartitionMapping()),
+    ],
+    group_name="selection",
+    kinds={"numpy", "polars", STORAGE_KIND},
+    description="""Does the selection work? Run on demand (Materialize; pick the checks in
+the launchpad). `stability`: Jaccard of the selection from 25/50/100/200 target examples with
+the one from all. `agreement`: Jaccard of the NAG selection with each baseline ranker's
+(random, dsir, embedding), beside the floor of two random selections. `deactivation`: the
+backbone's loss on held-out benchmark examples with the target's top-K neurons per layer
+zeroed, beside K random ones (needs the backbone; minutes on a CPU). `variants` (beyond the
+paper): the contrastive profile (target frequency relative to pool frequency) beside the
+paper's: distinct top-K neurons per layer, neurons shared between targets, how far apart the
+targets' selections are. `summary` holds the
+headline figures; each check's full result is in its own entry. The same checks run from the
+command line: `python -m nag_assets.checks stability|agreement|deactivation --root ROOT`.""",
+)
+def selection_checks(
+    context: dg.AssetExecutionContext,
+    config: ChecksConfig,
+    storage: StorageResource,
+    backbone: BackboneResource,
+) -> dg.MaterializeResult:
+    store = storage.storage()
+    unknown = sorted(set(config.checks) - set(steps.CHECKS))
+    if unknown:
+        raise dg.Failure(f"unknown checks {unknown}; choose from {list(steps.CHECKS)}")
+    results: dict = {}
+    for name in config.checks:
+        context.log.info(f"running the {name} check")
+        if name == "stability":
+            results[name] = steps.stability(store, config.sizes, config.seeds, config.fraction)
+        elif name == "agreement":
+            results[name] = steps.agreement(store, config.fraction, config.rankers)
+        elif name == "variants":
+            results[name] = steps.variants(store, config.fraction)
+        else:
+            s = backbone.settings()
+            results[name] = steps.deactivation(
+                store,
+                backbone.load(),
+                config.neurons,
+                config.random_seeds,
+                config.examples,
+                max_tokens=s.max_tokens,
+                log=context.log.info,
+            )
+    store.write_bytes(json.dumps(results, indent=1).encode(), *REPORT)
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(steps.summary_md(results)),
+            **{name: dg.MetadataValue.json(r) for name, r in results.items()},
+            "path": dg.MetadataValue.path(store.url(*REPORT)),
+        }
+    )

@@ -1,0 +1,21 @@
+"""Uniform random ranking, seeded and independent of how the pool is sharded."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def random_scores(keys: Sequence[str], targets: Sequence[str], seed: int = 0) -> np.ndarray:
+    """(n, T) float32 in [0, 1): a hash of (seed, target, key) per document and target.
+
+    `keys` should name documents uniquely across the pool (the mixture passes "shard/id")."""
+    out = np.empty((len(keys), len(targets)), dtype=np.float32)
+    for t, target in enumerate(targets):
+        prefix = f"{seed}\x00{target}\x00".encode()
+        for i, key in enumerate(keys):
+            h = hashlib.blake2b(prefix + str(key).encode(), digest_size=8).digest()
+            out[i, t] = (int.from_bytes(h, "little") >> 40) / float(1 << 24)  # exact in f32
+    return out

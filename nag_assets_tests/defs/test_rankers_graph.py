@@ -1,0 +1,160 @@
+"""Baseline rankers and sanity checks in the asset graph (tiny model, temporary root)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from nag_assets import checks
+from nag_assets.nag import load_backbone
+from nag_assets.pipeline.baselines import score_folder
+from nag_assets.pipeline.mixture import mixture_digest, read_mixture
+from nag_assets_tests.defs.helpers import (
+    ARC_SPEC,
+    Graph,
+    build_root,
+    expected_selection,
+    pairs,
+    science_texts,
+)
+
+TARGETS = {"arc_easy": ARC_SPEC, "water": science_texts(12)}
+
+
+@pytest.fixture(scope="module")
+def graph(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, wiki_pool: pl.DataFrame
+) -> Iterator[Graph]:
+    root = build_root(tmp_path_factory.mktemp("rankers") / "root", wiki_pool, targets=TARGETS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        g = Graph(root, tiny_model_dir, instance)
+        g.step()  # the default graph: NAG mixture
+        g.nag_digest = mixture_digest(g.storage)
+        g.nag_mixture = read_mixture(g.storage)
+        yield g
+
+
+def materialize(graph: Graph, asset: str, **config) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        assets=list(graph.defs.assets or []),
+        selection=[dg.AssetKey(asset)],
+        instance=graph.instance,
+        resources=graph.defs.resources,
+        run_config={"ops": {asset: {"config": config}}},
+    )
+    assert result.success
+    return result
+
+
+def baseline_table(root: Path, ranker: str) -> pl.DataFrame:
+    folder = root / score_folder(ranker)
+    return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
+
+
+@pytest.mark.parametrize("ranker", ["random", "dsir", "embedding"])
+def test_baseline_mixture_keeps_the_contract(graph: Graph, ranker: str) -> None:
+    materialize(graph, "selected_mixture", ranker=ranker)
+    mix = read_mixture(graph.storage)
+    nag = graph.nag_mixture
+    assert mix.columns == nag.columns  # same output schema, ranker column included
+    assert mix["ranker"].unique().to_list() == [ranker]
+    assert nag["ranker"].unique().to_list() == ["nag"]
+    facts = json.loads((graph.root / "selected_mixture" / "CURRENT.json").read_text())["facts"]
+    assert facts["ranker"] == ranker
+    assert graph.latest_metadata("selected_mixture")["ranker"] == ranker
+    # the same documents and tokens as the NAG scores, one score column per target in [0, 1]
+    scores = baseline_table(graph.root, ranker)
+    nag_scores = pl.concat(
+        [pl.read_parquet(p) for p in sorted((graph.root / score_folder("nag")).glob("*.parquet"))]
+    )
+    assert scores.select("id", "tokens").equals(nag_scores.select("id", "tokens"))
+    assert scores.columns == nag_scores.columns
+    values = scores.select(sorted(TARGETS)).to_numpy()
+    assert ((values >= 0) & (values <= 1)).all()
+    # the same budget rule: exactly the independent recomputation, within each budget
+    assert pairs(mix) == expected_selection(scores, sorted(TARGETS))
+    for t in TARGETS:
+        used = int(mix.filter(pl.col("target") == t)["tokens"].sum())
+        assert used == facts["targets"][t]["tokens"] <= facts["targets"][t]["budget"]
+    assert mix.height > 0
+
+
+def test_rankers_are_deterministic_and_nag_stays_the_default(graph: Graph) -> None:
+    materialize(graph, "selected_mixture", ranker="random", seed=3)
+    first = mixture_digest(graph.storage)
+    materialize(graph, "selected_mixture", ranker="random", seed=3)
+    assert mixture_digest(graph.storage) == first
+    assert graph.latest_metadata("selected_mixture")["skipped_unchanged"] is True
+    materialize(graph, "selected_mixture", ranker="random", seed=4)
+    assert mixture_digest(graph.storage) != first
+    materialize(graph, "selected_mixture")  # default config: NAG, byte-identical to before
+    assert mixture_digest(graph.storage) == graph.nag_digest
+
+
+def test_unknown_ranker_is_refused(graph: Graph) -> None:
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        materialize(graph, "selected_mixture", ranker="bm25")
+
+
+def test_selection_checks_asset_reports_stability_and_agreement(graph: Graph) -> None:
+    materialize(
+        graph,
+        "selection_checks",
+        checks=["stability", "agreement", "variants"],
+        sizes=[5, 10, 50],
+        seeds=2,
+        rankers=["random", "dsir"],
+    )
+    meta = graph.latest_metadata("selection_checks")
+    assert "| stability | water |" in meta["summary"]
+    stab = meta["stability"]["jaccard_with_all_examples"]
+    assert stab["water"]["examples"] == 12
+    assert set(stab["water"]) == {"examples", "5", "10", "all"}
+    assert stab["water"]["all"]["mean"] == 1.0
+    assert 0 <= stab["arc_easy"]["5"]["min"] <= stab["arc_easy"]["5"]["mean"] <= 1
+    agree = meta["agreement"]["jaccard"]
+    for t in TARGETS:
+        assert set(agree[t]["documents"]) == {"nag", "random", "dsir"}
+        assert 0 <= agree[t]["nag_vs_random"] <= 1 and 0 <= agree[t]["nag_vs_dsir"] <= 1
+    var = meta["variants"]
+    for variant in ("paper", "contrastive"):
+        assert 4 <= var[variant]["distinct_top_k_neurons_per_layer"] <= 8  # TOP_K=4, 2 targets
+        assert 0 <= var[variant]["between_targets_jaccard"] <= 1
+    assert set(var["contrastive"]["jaccard_with_paper"]) == set(TARGETS)
+    assert "| variants | contrastive |" in meta["summary"]
+    assert (graph.root / "assets" / "selection_checks" / "latest.json").is_file()
+
+
+def test_deactivation_check_on_held_out_examples(graph: Graph, tiny_model_dir: Path) -> None:
+    texts = checks.held_out(graph.storage, "arc_easy", 8)
+    used = set(graph.storage.read_parquet("assets/target_dataset", "arc_easy.parquet")["text"])
+    assert len(texts) == 8 and not set(texts) & used
+    with pytest.raises(ValueError, match="not a built-in benchmark"):
+        checks.held_out(graph.storage, "water", 8)
+    backbone = load_backbone(str(tiny_model_dir))
+    out = checks.deactivation(
+        graph.storage, backbone, neurons=[3], seeds=2, examples=8, targets=["arc_easy"]
+    )
+    row = out["targets"]["arc_easy"]
+    assert row["held_out_examples"] == 8 and np.isfinite(row["loss_intact"])
+    k3 = row["k=3"]
+    assert k3["rise_own_neurons"] != 0  # zeroing neurons changes the model
+    assert k3["rise_random_max"] >= k3["rise_random_mean"]
+    assert np.isfinite(k3["rise_own_neurons_contrastive_profile"])
+    # the hooks are gone afterwards: the intact loss comes back
+    again = checks.lm_loss(backbone, checks.held_out(graph.storage, "arc_easy", 8))
+    assert again == pytest.approx(row["loss_intact"], abs=1e-4)
+
+
+def test_checks_command_line(graph: Graph, capsys: pytest.CaptureFixture) -> None:
+    assert (
+        checks.main(["stability", "--root", str(graph.root), "--sizes", "5", "--seeds", "2"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["check"] == "stability" and "5" in out["jaccard_with_all_examples"]["arc_easy"]
