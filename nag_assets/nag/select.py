@@ -63,9 +63,9 @@ def target_budgets(
 
 
 def score_bins(scores: np.ndarray, bins: int = BINS) -> np.ndarray:
-    return np.clip(np.floor(np.asarray(scores, dtype=np.float64) * bins), 0, bins - 1).astype(
-        np.int64
-    )
+    """floor(score * bins) clipped to [0, bins); clipping first lets the cast do the floor."""
+    scaled = np.multiply(scores, bins, dtype=np.float64)
+    return np.clip(scaled, 0, bins - 1, out=scaled).astype(np.int64)
 
 
 def find_cutoffs(
@@ -81,10 +81,13 @@ def find_cutoffs(
     for b in batches():
         tok = _usable_tokens(b)
         pool_tokens += int(tok.sum())
+        unusable = np.flatnonzero(tok <= 0)
+        tok_f64 = tok.astype(np.float64)  # bincount would convert it once per target
         for t in range(len(targets)):
             sb = score_bins(b.scores[:, t], bins)
-            hist[t, 0] += np.bincount(sb, weights=tok, minlength=bins)
-            hist[t, 1] += np.bincount(sb, weights=tok > 0, minlength=bins)
+            hist[t, 0] += np.bincount(sb, weights=tok_f64, minlength=bins)
+            sb[unusable] = bins  # counted apart, then dropped: an unweighted count is faster
+            hist[t, 1] += np.bincount(sb, minlength=bins + 1)[:bins]
     budgets = target_budgets(pool_tokens, targets, fraction, weights)
     edges = [_boundary_bin(hist[t], budgets[name]) for t, name in enumerate(targets)]
     edge_docs = _collect_boundary(batches, [e[0] for e in edges], bins)
@@ -136,15 +139,22 @@ def _resolve(target, budget, edge, tokens, documents, docs) -> Cutoff:
 
 
 def keep_mask(batch: ScoredBatch, cutoffs: Sequence[Cutoff], bins: int = BINS) -> np.ndarray:
-    """(n, T) bool: which documents of `batch` each target keeps."""
-    ids = np.asarray(batch.doc_ids).astype(str)
+    """(n, T) bool: which documents of `batch` each target keeps.
+
+    The last score kept lies in the cut-off bin and bins grow with the score, so "a higher
+    bin, or the same bin and a higher score" is just "a higher score"; only documents at
+    exactly that score compare ids (as str), so the ids of the rest are never touched.
+    """
+    ids = np.asarray(batch.doc_ids)
     usable = _usable_tokens(batch) > 0
     mask = np.zeros((len(ids), len(cutoffs)), dtype=bool)
     for t, c in enumerate(cutoffs):
         s = np.asarray(batch.scores[:, t], dtype=np.float64)
-        b = score_bins(s, bins)
-        tie = (b == c.bin) & (s == c.score) & (ids <= c.doc_id)
-        mask[:, t] = usable & ((b > c.bin) | ((b == c.bin) & (s > c.score)) | tie)
+        keep = score_bins(s, bins) > c.bin if c.score == np.inf else s > c.score
+        tie = np.flatnonzero(s == c.score)
+        tie = tie[score_bins(s[tie], bins) == c.bin]
+        keep[tie] = ids[tie].astype(str) <= c.doc_id
+        mask[:, t] = usable & keep
     return mask
 
 

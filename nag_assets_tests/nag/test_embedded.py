@@ -48,7 +48,7 @@ def test_greedy_generation_knows_paris(smollm: Backbone) -> None:
     inputs = tok("The capital of France is", return_tensors="pt").to(smollm.device)
     with torch.no_grad():
         out = smollm.model.generate(**inputs, max_new_tokens=3, do_sample=False)
-    new = tok.decode(out[0, inputs["input_ids"].shape[1]:])
+    new = tok.decode(out[0, inputs["input_ids"].shape[1] :])
     assert "Paris" in new
 
 
@@ -58,8 +58,9 @@ def test_nags(smollm: Backbone) -> None:
     assert nags.dtype == np.int16
     assert ((nags >= 0) & (nags < 1536)).all()
     assert all(len(set(layer)) == K for nag in nags.tolist() for layer in nag)
-    expected_tokens = [len(smollm.tokenizer(t, add_special_tokens=False)["input_ids"])
-                       for t in TEXTS]
+    expected_tokens = [
+        len(smollm.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in TEXTS
+    ]
     assert n_tokens.tolist() == expected_tokens
     # different texts activate different neurons somewhere
     assert len({nag.tobytes() for nag in nags}) == 3

@@ -126,8 +126,10 @@ def test_nothing_after_last_up_projection_runs(arch: str, backbone) -> None:
         "first down": getattr(mlps(model)[0], PROJ[arch][1]),
         "last up": getattr(mlps(model)[-1], PROJ[arch][0]),
     }
-    handles = [m.register_forward_pre_hook(lambda *_, n=name: calls.append(n))
-               for name, m in watched.items()]
+    handles = [
+        m.register_forward_pre_hook(lambda *_, n=name: calls.append(n))
+        for name, m in watched.items()
+    ]
     try:
         extract_nags(backbone, TEXTS, top_k=K, batch_size=2)
     finally:
@@ -184,8 +186,9 @@ def test_unsupported_architecture_names_the_class() -> None:
 def test_progress_callable() -> None:
     calls: list[tuple[int, int, int]] = []
     texts = [*TEXTS, "", "more text here", "and the last one"]
-    _, n_tokens = extract_nags(tiny_backbone("llama"), texts, top_k=K, batch_size=3,
-                               progress=lambda *a: calls.append(a))
+    _, n_tokens = extract_nags(
+        tiny_backbone("llama"), texts, top_k=K, batch_size=3, progress=lambda *a: calls.append(a)
+    )
     done = [c[0] for c in calls]
     with_tokens = sum(n > 0 for n in n_tokens)  # 7: the empty text never reaches the model
     assert done == sorted(set(done)) and done[-1] == with_tokens

@@ -39,8 +39,9 @@ def ref_budgets(usable: int, targets: list[str], fraction: str, weights: dict) -
 
 def ref_select(scores: list[float], tokens: list[int], ids: list[str], budget: int) -> list[int]:
     """Rows kept: the longest prefix of (score desc, id asc) within the budget."""
-    order = sorted((i for i in range(len(ids)) if tokens[i] > 0),
-                   key=lambda i: (-scores[i], ids[i]))
+    order = sorted(
+        (i for i in range(len(ids)) if tokens[i] > 0), key=lambda i: (-scores[i], ids[i])
+    )
     kept, used = [], 0
     for i in order:
         if used + tokens[i] > budget:
@@ -55,8 +56,7 @@ def reference(pool: dict, targets: list[str], fraction: str, weights: dict) -> d
     budgets = ref_budgets(usable, targets, fraction, weights)
     scores = pool["scores"].tolist()
     return {
-        t: (budgets[t], ref_select([s[c] for s in scores], pool["tokens"], pool["ids"],
-                                   budgets[t]))
+        t: (budgets[t], ref_select([s[c] for s in scores], pool["tokens"], pool["ids"], budgets[t]))
         for c, t in enumerate(targets)
     }
 
@@ -68,22 +68,26 @@ def reference(pool: dict, targets: list[str], fraction: str, weights: dict) -> d
 def pools(draw: st.DrawFn, max_targets: int = 3) -> dict:
     n = draw(st.integers(0, 30))
     n_targets = draw(st.integers(1, max_targets))
-    ids = draw(st.lists(st.text("abc", min_size=1, max_size=4), min_size=n, max_size=n,
-                        unique=True))
+    ids = draw(
+        st.lists(st.text("abc", min_size=1, max_size=4), min_size=n, max_size=n, unique=True)
+    )
     tokens = draw(st.lists(st.integers(-2, 20), min_size=n, max_size=n))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    cells = draw(st.lists(st.sampled_from(SCORES), min_size=n * n_targets,
-                          max_size=n * n_targets))
+    cells = draw(st.lists(st.sampled_from(SCORES), min_size=n * n_targets, max_size=n * n_targets))
     scores = np.array(cells, dtype=dtype).reshape(n, n_targets)
     targets = NAMES[:n_targets]
     fraction = draw(st.sampled_from(["0.05", "0.1", "0.2", "0.333", "0.5", "0.75", "1"]))
     weights = {}
     if draw(st.booleans()):
-        ws = draw(st.lists(st.integers(0, 3), min_size=n_targets, max_size=n_targets)
-                  .filter(lambda w: sum(w) > 0))
+        ws = draw(
+            st.lists(st.integers(0, 3), min_size=n_targets, max_size=n_targets).filter(
+                lambda w: sum(w) > 0
+            )
+        )
         weights = {t: w for t, w in zip(targets, ws) if w != 1 or draw(st.booleans())}
-    return dict(ids=ids, tokens=tokens, scores=scores, targets=targets, fraction=fraction,
-                weights=weights)
+    return dict(
+        ids=ids, tokens=tokens, scores=scores, targets=targets, fraction=fraction, weights=weights
+    )
 
 
 @st.composite
@@ -95,8 +99,11 @@ def shard_splits(draw: st.DrawFn, n: int) -> list[tuple[int, int]]:
 
 def shards_of(pool: dict, spans: list[tuple[int, int]]) -> list[ScoredBatch]:
     return [
-        ScoredBatch(pool["scores"][a:b], np.array(pool["tokens"][a:b], dtype=np.int64),
-                    np.array(pool["ids"][a:b], dtype=str))
+        ScoredBatch(
+            pool["scores"][a:b],
+            np.array(pool["tokens"][a:b], dtype=np.int64),
+            np.array(pool["ids"][a:b], dtype=str),
+        )
         for a, b in spans
     ]
 
@@ -113,11 +120,15 @@ def kept_by_target(rows: np.ndarray, cols: np.ndarray, targets: list[str]) -> di
 def test_select_under_budget_equals_global_sort(pool: dict) -> None:
     targets = pool["targets"]
     cutoffs, rows, cols = select_under_budget(
-        pool["scores"], pool["tokens"], pool["ids"], targets, float(pool["fraction"]),
-        pool["weights"])
+        pool["scores"],
+        pool["tokens"],
+        pool["ids"],
+        targets,
+        float(pool["fraction"]),
+        pool["weights"],
+    )
     expected = reference(pool, targets, pool["fraction"], pool["weights"])
-    assert kept_by_target(rows, cols, targets) == {t: sorted(v[1]) for t, v in
-                                                   expected.items()}
+    assert kept_by_target(rows, cols, targets) == {t: sorted(v[1]) for t, v in expected.items()}
     for c in cutoffs:
         budget, kept = expected[c.target]
         spent = sum(pool["tokens"][i] for i in kept)
@@ -125,8 +136,7 @@ def test_select_under_budget_equals_global_sort(pool: dict) -> None:
         assert (c.documents, c.tokens) == (len(kept), spent)
         assert spent <= budget
     # pairs come grouped by target, rows ascending, no pair twice
-    assert list(zip(cols.tolist(), rows.tolist())) == sorted(set(zip(cols.tolist(),
-                                                                    rows.tolist())))
+    assert list(zip(cols.tolist(), rows.tolist())) == sorted(set(zip(cols.tolist(), rows.tolist())))
 
 
 @SLOW
@@ -134,10 +144,10 @@ def test_select_under_budget_equals_global_sort(pool: dict) -> None:
 def test_sharded_cutoffs_equal_global_sort(pool: dict, bins: int, data) -> None:
     targets = pool["targets"]
     shards = shards_of(pool, data.draw(shard_splits(len(pool["ids"]))))
-    cutoffs = find_cutoffs(lambda: iter(shards), targets, float(pool["fraction"]),
-                           pool["weights"], bins=bins)
-    mask = np.concatenate([keep_mask(s, cutoffs, bins) for s in shards]).reshape(-1,
-                                                                                 len(targets))
+    cutoffs = find_cutoffs(
+        lambda: iter(shards), targets, float(pool["fraction"]), pool["weights"], bins=bins
+    )
+    mask = np.concatenate([keep_mask(s, cutoffs, bins) for s in shards]).reshape(-1, len(targets))
     expected = reference(pool, targets, pool["fraction"], pool["weights"])
     assert [c.target for c in cutoffs] == targets
     tokens = np.array(pool["tokens"], dtype=np.int64)
@@ -151,8 +161,13 @@ def test_sharded_cutoffs_equal_global_sort(pool: dict, bins: int, data) -> None:
     # the same pool, split otherwise and read in another order, gives the same cut-offs
     other = shards_of(pool, data.draw(shard_splits(len(pool["ids"]))))
     order = data.draw(st.permutations(range(len(other))))
-    again = find_cutoffs(lambda: (other[i] for i in order), targets,
-                         float(pool["fraction"]), pool["weights"], bins=bins)
+    again = find_cutoffs(
+        lambda: (other[i] for i in order),
+        targets,
+        float(pool["fraction"]),
+        pool["weights"],
+        bins=bins,
+    )
     assert again == cutoffs
 
 
@@ -160,8 +175,14 @@ def test_sharded_cutoffs_equal_global_sort(pool: dict, bins: int, data) -> None:
 @given(pools(max_targets=4))
 def test_dedup_keeps_each_document_once_for_its_first_target(pool: dict) -> None:
     targets = pool["targets"]
-    args = (pool["scores"], pool["tokens"], pool["ids"], targets, float(pool["fraction"]),
-            pool["weights"])
+    args = (
+        pool["scores"],
+        pool["tokens"],
+        pool["ids"],
+        targets,
+        float(pool["fraction"]),
+        pool["weights"],
+    )
     _, rows, cols = select_under_budget(*args, dedup=True)
     _, all_rows, _ = select_under_budget(*args)
     expected = reference(pool, targets, pool["fraction"], pool["weights"])
@@ -178,16 +199,25 @@ def test_dedup_keeps_each_document_once_for_its_first_target(pool: dict) -> None
 @SLOW
 @given(pools())
 def test_deterministic_across_runs(pool: dict) -> None:
-    args = (pool["scores"], pool["tokens"], pool["ids"], pool["targets"],
-            float(pool["fraction"]), pool["weights"])
+    args = (
+        pool["scores"],
+        pool["tokens"],
+        pool["ids"],
+        pool["targets"],
+        float(pool["fraction"]),
+        pool["weights"],
+    )
     first, second = select_under_budget(*args), select_under_budget(*args)
     assert first[0] == second[0]
     np.testing.assert_array_equal(first[1], second[1])
     np.testing.assert_array_equal(first[2], second[2])
 
 
-@given(st.integers(0, 10**7), st.sampled_from(["0.01", "0.1", "0.2", "0.29", "0.3", "1"]),
-       st.lists(st.integers(0, 5), min_size=1, max_size=4).filter(lambda w: sum(w) > 0))
+@given(
+    st.integers(0, 10**7),
+    st.sampled_from(["0.01", "0.1", "0.2", "0.29", "0.3", "1"]),
+    st.lists(st.integers(0, 5), min_size=1, max_size=4).filter(lambda w: sum(w) > 0),
+)
 def test_budget_is_floor_of_weighted_share(pool_tokens: int, fraction: str, ws: list) -> None:
     targets = NAMES[: len(ws)]
     weights = dict(zip(targets, ws))
@@ -202,8 +232,9 @@ def test_budget_is_floor_of_weighted_share(pool_tokens: int, fraction: str, ws: 
 def test_stops_at_first_overflow() -> None:
     # 18 tokens, fraction 0.5 -> budget 9: "a" (5) fits, "b" (10) overflows, so "c" (3) is
     # not taken even though it would fit: the selection is a prefix of the ranking
-    cutoffs, rows, _ = select_under_budget([0.9, 0.8, 0.7], [5, 10, 3], ["a", "b", "c"],
-                                           ["t"], fraction=0.5)
+    cutoffs, rows, _ = select_under_budget(
+        [0.9, 0.8, 0.7], [5, 10, 3], ["a", "b", "c"], ["t"], fraction=0.5
+    )
     assert rows.tolist() == [0]
     (cut,) = cutoffs
     assert (cut.target, cut.budget, cut.documents, cut.tokens) == ("t", 9, 1, 5)

@@ -1,0 +1,102 @@
+"""The demo end to end: its wall time split into backbone time and everything else.
+
+Prints one JSON object. Runs what `python -m nag_assets.demo` runs (the demo's targets and
+Wikipedia pool, one pool_sensor tick, declarative automation until quiet, the embedded
+backbone) into a temporary storage root and Dagster instance, and splits the wall time into
+  backbone_s         inside NAG extraction (tokenizing for it, forward passes, top-K)
+  other_s            everything else: Dagster runs and their bookkeeping, reading and
+                     writing parquet, counting tokens, scoring, selection
+with the seconds of each asset's steps (so the rest of other_s is orchestration) and
+tokens per second of backbone time. The model is loaded before the clock starts.
+
+    python benchmarks/end_to_end.py [--docs 1200] [--shards 4] [--examples 200] [--quick]
+
+--quick: a tiny random model on a few documents (the smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import _bench
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--docs", type=int, default=1200)
+    p.add_argument("--shards", type=int, default=4)
+    p.add_argument("--examples", type=int, default=200)
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--quick", action="store_true", help="tiny model, a few texts")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.docs, args.shards, args.examples = 20, 2, 6
+        args.model = _bench.tiny_model_dir()
+    _bench.quiet_dagster()
+    import dagster as dg
+
+    from nag_assets.definitions import build_defs
+    from nag_assets.defs.driver import automation_ticks, sensor_tick
+    from nag_assets.defs.resources import BackboneResource, StorageResource
+    from nag_assets.demo import build_demo_root
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nag-bench-e2e-") as tmp:
+        root = Path(tmp) / "root"
+        build_demo_root(root, args.docs, args.shards, args.examples)
+        backbone = BackboneResource(model=args.model)
+        load_start = time.perf_counter()
+        backbone.load()
+        load_s = time.perf_counter() - load_start
+        defs = build_defs(StorageResource(root=str(root)), backbone)
+        (Path(tmp) / "dagster").mkdir()
+        with (
+            dg.DagsterInstance.local_temp(str(Path(tmp) / "dagster")) as instance,
+            _bench.BackboneMeter() as meter,
+        ):
+            cursor, _ = automation_ticks(defs, instance)
+            start = time.perf_counter()
+            _, runs = sensor_tick(defs, instance)
+            _, more = automation_ticks(defs, instance, cursor)
+            runs += more
+            wall = time.perf_counter() - start
+            steps: dict[str, float] = defaultdict(float)
+            for r in runs:
+                for s in instance.get_run_step_stats(r["run_id"]):
+                    if s.end_time and s.start_time:
+                        steps[s.step_key] += s.end_time - s.start_time
+    used = meter.snapshot()
+    backbone_s = used["backbone_s"]
+    step_s = sum(steps.values())
+    return _bench.emit(
+        {
+            "benchmark": "end_to_end",
+            "model": "tiny (quick)" if args.quick else args.model,
+            "docs": args.docs,
+            "shards": args.shards,
+            "examples_per_target": args.examples,
+            "model_load_s": round(load_s, 2),
+            "wall_s": round(wall, 1),
+            "backbone_s": round(backbone_s, 1),
+            "other_s": round(wall - backbone_s, 1),
+            "backbone_share": round(backbone_s / wall, 3),
+            "texts": used["texts"],
+            "tokens": used["tokens"],
+            "forward_passes": used["forward_passes"],
+            "backbone_tokens_per_s": round(used["tokens"] / max(backbone_s, 1e-9), 1),
+            "runs": len(runs),
+            "failed_runs": sum(not r["success"] for r in runs),
+            "step_s": {k: round(v, 1) for k, v in sorted(steps.items())},
+            "orchestration_s": round(wall - step_s, 1),
+            "total_s": round(time.perf_counter() - started, 1),
+            "machine": _bench.machine(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Smoke tests of the benchmark scripts: each one's --quick mode runs and reports sane
+numbers (never timings: those belong to benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_quick(name: str, capsys: pytest.CaptureFixture) -> dict:
+    """Run benchmarks/<name>.py --quick in this process; check it printed one JSON object."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))  # the scripts import their helper, _bench
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--quick"])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(printed[-1]) == json.loads(json.dumps(result))
+    assert result["benchmark"] == name
+    assert result["machine"]["cores"] >= 1
+    return result
+
+
+def positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def test_extraction(capsys) -> None:
+    r = run_quick("extraction", capsys)
+    assert r["tokens"] > 0 and r["docs"] == 24
+    assert set(r["tokens_per_s"]) == {"nag", "naive", "trunk"}
+    assert all(positive(v) for v in r["tokens_per_s"].values())
+    assert positive(r["nag_vs_naive"]) and positive(r["nag_vs_trunk"])
+    # the NAG pass stops before the last down-projection; the naive one adds the LM head
+    params = r["params_per_token"]
+    assert 0 < params["nag"] < params["trunk"] < params["naive"]
+    assert positive(r["matmul_gflops"])
+    assert all(positive(v) for v in r["flop_bound_tokens_per_s"].values())
+    assert r["padded_tokens_per_token"]["sorted"] >= 1
+
+
+def test_scoring(capsys) -> None:
+    r = run_quick("scoring", capsys)
+    assert set(r["targets"]) == {"1", "8"}
+    for row in r["targets"].values():
+        assert all(positive(v) for v in row["scores_per_s"].values())
+        # the fast path gives the float64 path's scores exactly, and the naive loop's closely
+        assert row["identical_to_float64_bag"] == 1.0
+        assert row["max_abs_diff_numpy_loop"] < 1e-6
+        low, high = row["score_range"]
+        assert 0 <= low <= row["mean_score"] <= high <= 1
+        assert row["peak_extra_mib"] >= 0
+
+
+def test_selection(capsys) -> None:
+    r = run_quick("selection", capsys)
+    assert set(r["sizes"]) == {"100000", "400000"}
+    for docs, row in r["sizes"].items():
+        assert row["matches_global_sort"] is True
+        assert row["shards"] == int(docs) // r["shard_docs"]
+        # 20% of the tokens, split over two targets: about a tenth of the documents each
+        assert all(0.05 * int(docs) < k < 0.2 * int(docs) for k in row["kept_documents"])
+        assert positive(row["docs_per_s"]) and positive(row["peak_rss_mib"])
+
+
+def test_incremental(capsys) -> None:
+    r = run_quick("incremental", capsys)
+    assert all(r["checks"].values()), r["checks"]
+    first, nothing = r["phases"]["first"], r["phases"]["nothing"]
+    assert first["forward_passes"] > 0 and first["texts"] >= r["docs"]
+    assert nothing["runs"] == 0 and nothing["texts"] == 0
+    assert r["phases"]["add_target"]["texts"] > 0
+
+
+def test_end_to_end(capsys) -> None:
+    r = run_quick("end_to_end", capsys)
+    assert r["failed_runs"] == 0 and r["runs"] > 0
+    assert r["texts"] >= r["docs"] and r["forward_passes"] > 0
+    assert 0 < r["backbone_s"] <= r["wall_s"]
+    assert r["other_s"] == pytest.approx(r["wall_s"] - r["backbone_s"], abs=0.2)
+    assert {"target_nag", "shard_nag", "selected_mixture"} <= set(r["step_s"])
