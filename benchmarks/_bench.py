@@ -8,11 +8,13 @@ one piece, not one method, and ratios stay honest even when absolute rates wande
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -162,6 +164,7 @@ def tiny_model_dir() -> str:
     from nag_assets_tests.tiny import save_tiny
 
     folder = Path(tempfile.mkdtemp(prefix="nag-bench-tiny-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return str(save_tiny(folder))
 
 
@@ -215,6 +218,18 @@ class BackboneMeter:
             "extract_calls": self.calls,
             "backbone_s": self.seconds,
         }
+
+
+def dagster_instance(folder: str, in_memory: bool):
+    """A fresh Dagster instance: in memory (quick, for smoke tests), or SQLite under
+    `folder` like the demo's `.dagster_home` (what the real figures pay for)."""
+    import dagster as dg
+
+    if in_memory:
+        return dg.DagsterInstance.ephemeral()
+    home = Path(folder) / "dagster"
+    home.mkdir(exist_ok=True)
+    return dg.DagsterInstance.local_temp(str(home))
 
 
 def quiet_dagster() -> None:

@@ -2,16 +2,18 @@
 
 Prints one JSON object. Runs what `python -m nag_assets.demo` runs (the demo's targets and
 Wikipedia pool, one pool_sensor tick, declarative automation until quiet, the embedded
-backbone) into a temporary storage root and Dagster instance, and splits the wall time into
+backbone) into a temporary storage root and Dagster instance, by default at half the demo's
+size (--docs 1200 --examples 200 is the demo itself), and splits the wall time into
   backbone_s         inside NAG extraction (tokenizing for it, forward passes, top-K)
   other_s            everything else: Dagster runs and their bookkeeping, reading and
                      writing parquet, counting tokens, scoring, selection
 with the seconds of each asset's steps (so the rest of other_s is orchestration) and
 tokens per second of backbone time. The model is loaded before the clock starts.
 
-    python benchmarks/end_to_end.py [--docs 1200] [--shards 4] [--examples 200] [--quick]
+    python benchmarks/end_to_end.py [--docs 600] [--shards 4] [--examples 100] [--quick]
 
---quick: a tiny random model on a few documents (the smoke test).
+--quick: a tiny random model on a few documents and an in-memory Dagster instance (the
+smoke test); otherwise the instance is SQLite in a temporary folder, as the demo's is.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import _bench
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--docs", type=int, default=1200)
+    p.add_argument("--docs", type=int, default=600)
     p.add_argument("--shards", type=int, default=4)
-    p.add_argument("--examples", type=int, default=200)
+    p.add_argument("--examples", type=int, default=100)
     p.add_argument("--model", default="embedded")
     p.add_argument("--quick", action="store_true", help="tiny model, a few texts")
     args = p.parse_args(argv)
@@ -37,7 +39,6 @@ def main(argv=None) -> dict:
         args.docs, args.shards, args.examples = 20, 2, 6
         args.model = _bench.tiny_model_dir()
     _bench.quiet_dagster()
-    import dagster as dg
 
     from nag_assets.definitions import build_defs
     from nag_assets.defs.driver import automation_ticks, sensor_tick
@@ -53,9 +54,8 @@ def main(argv=None) -> dict:
         backbone.load()
         load_s = time.perf_counter() - load_start
         defs = build_defs(StorageResource(root=str(root)), backbone)
-        (Path(tmp) / "dagster").mkdir()
         with (
-            dg.DagsterInstance.local_temp(str(Path(tmp) / "dagster")) as instance,
+            _bench.dagster_instance(tmp, args.quick) as instance,
             _bench.BackboneMeter() as meter,
         ):
             cursor, _ = automation_ticks(defs, instance)
@@ -80,9 +80,9 @@ def main(argv=None) -> dict:
             "shards": args.shards,
             "examples_per_target": args.examples,
             "model_load_s": round(load_s, 2),
-            "wall_s": round(wall, 1),
-            "backbone_s": round(backbone_s, 1),
-            "other_s": round(wall - backbone_s, 1),
+            "wall_s": round(wall, 2),
+            "backbone_s": round(backbone_s, 3),
+            "other_s": round(wall - backbone_s, 2),
             "backbone_share": round(backbone_s / wall, 3),
             "texts": used["texts"],
             "tokens": used["tokens"],

@@ -12,7 +12,8 @@ wall seconds, and the runs launched. The backbone is loaded before the clock sta
 
     python benchmarks/incremental.py [--docs 300] [--shards 3] [--examples 50] [--quick]
 
---quick: a tiny random model on a few documents (the smoke test).
+--quick: a tiny random model on a few documents and an in-memory Dagster instance (the
+smoke test); otherwise the instance is SQLite in a temporary folder, as the demo's is.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def main(argv=None) -> dict:
         args.docs, args.shards, args.examples = 20, 2, 6
         args.model = _bench.tiny_model_dir()
     _bench.quiet_dagster()
-    import dagster as dg
     import polars as pl
 
     from nag_assets.definitions import build_defs
@@ -71,9 +71,8 @@ def main(argv=None) -> dict:
         changes = {"first": None, "add_target": add_target, "add_shard": add_shard}
         changes["nothing"] = None
         phases = {}
-        (Path(tmp) / "dagster").mkdir()
         with (
-            dg.DagsterInstance.local_temp(str(Path(tmp) / "dagster")) as instance,
+            _bench.dagster_instance(tmp, args.quick) as instance,
             _bench.BackboneMeter() as meter,
         ):
             auto_cursor, _ = automation_ticks(defs, instance)
