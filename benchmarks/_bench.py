@@ -238,3 +238,42 @@ def quiet_dagster() -> None:
 
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def graph_args(description: str, argv, docs: int, shards: int, examples: int):
+    """The options of the benchmarks that run the demo graph; --quick shrinks them."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--docs", type=int, default=docs)
+    p.add_argument("--shards", type=int, default=shards)
+    p.add_argument("--examples", type=int, default=examples)
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--quick", action="store_true", help="tiny model, a few texts")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.docs, args.shards, args.examples = 20, 2, 6
+        args.model = tiny_model_dir()
+    return args
+
+
+@contextlib.contextmanager
+def demo_graph(args, prefix: str):
+    """A demo root in a temporary folder, its Definitions, and the backbone loaded before
+    any clock starts: yields (tmp folder, root, defs, model load seconds)."""
+    import tempfile
+    from pathlib import Path
+
+    quiet_dagster()
+    from nag_assets.definitions import build_defs
+    from nag_assets.defs.resources import BackboneResource, StorageResource
+    from nag_assets.demo import build_demo_root
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp) / "root"
+        build_demo_root(root, args.docs, args.shards, args.examples)
+        backbone = BackboneResource(model=args.model)
+        start = time.perf_counter()
+        backbone.load()
+        load_s = time.perf_counter() - start
+        yield tmp, root, build_defs(StorageResource(root=str(root)), backbone), load_s

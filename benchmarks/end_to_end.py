@@ -18,57 +18,33 @@ smoke test); otherwise the instance is SQLite in a temporary folder, as the demo
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import _bench
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--docs", type=int, default=600)
-    p.add_argument("--shards", type=int, default=4)
-    p.add_argument("--examples", type=int, default=100)
-    p.add_argument("--model", default="embedded")
-    p.add_argument("--quick", action="store_true", help="tiny model, a few texts")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.docs, args.shards, args.examples = 20, 2, 6
-        args.model = _bench.tiny_model_dir()
-    _bench.quiet_dagster()
-
-    from nag_assets.definitions import build_defs
+    args = _bench.graph_args(__doc__.split("\n\n")[0], argv, docs=600, shards=4, examples=100)
     from nag_assets.defs.driver import automation_ticks, sensor_tick
-    from nag_assets.defs.resources import BackboneResource, StorageResource
-    from nag_assets.demo import build_demo_root
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nag-bench-e2e-") as tmp:
-        root = Path(tmp) / "root"
-        build_demo_root(root, args.docs, args.shards, args.examples)
-        backbone = BackboneResource(model=args.model)
-        load_start = time.perf_counter()
-        backbone.load()
-        load_s = time.perf_counter() - load_start
-        defs = build_defs(StorageResource(root=str(root)), backbone)
-        with (
-            _bench.dagster_instance(tmp, args.quick) as instance,
-            _bench.BackboneMeter() as meter,
-        ):
-            cursor, _ = automation_ticks(defs, instance)
-            start = time.perf_counter()
-            _, runs = sensor_tick(defs, instance)
-            _, more = automation_ticks(defs, instance, cursor)
-            runs += more
-            wall = time.perf_counter() - start
-            steps: dict[str, float] = defaultdict(float)
-            for r in runs:
-                for s in instance.get_run_step_stats(r["run_id"]):
-                    if s.end_time and s.start_time:
-                        steps[s.step_key] += s.end_time - s.start_time
+    with (
+        _bench.demo_graph(args, "nag-bench-e2e-") as (tmp, _root, defs, load_s),
+        _bench.dagster_instance(tmp, args.quick) as instance,
+        _bench.BackboneMeter() as meter,
+    ):
+        cursor, _ = automation_ticks(defs, instance)
+        start = time.perf_counter()
+        _, runs = sensor_tick(defs, instance)
+        _, more = automation_ticks(defs, instance, cursor)
+        runs += more
+        wall = time.perf_counter() - start
+        steps: dict[str, float] = defaultdict(float)
+        for r in runs:
+            for s in instance.get_run_step_stats(r["run_id"]):
+                if s.end_time and s.start_time:
+                    steps[s.step_key] += s.end_time - s.start_time
     used = meter.snapshot()
     backbone_s = used["backbone_s"]
     step_s = sum(steps.values())

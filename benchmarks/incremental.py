@@ -18,11 +18,8 @@ smoke test); otherwise the instance is SQLite in a temporary folder, as the demo
 
 from __future__ import annotations
 
-import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 import _bench
 
@@ -30,34 +27,14 @@ NEW_TARGET = "piqa"
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--docs", type=int, default=300)
-    p.add_argument("--shards", type=int, default=3)
-    p.add_argument("--examples", type=int, default=50)
-    p.add_argument("--model", default="embedded")
-    p.add_argument("--quick", action="store_true", help="tiny model, a few texts")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.docs, args.shards, args.examples = 20, 2, 6
-        args.model = _bench.tiny_model_dir()
-    _bench.quiet_dagster()
+    args = _bench.graph_args(__doc__.split("\n\n")[0], argv, docs=300, shards=3, examples=50)
     import polars as pl
 
-    from nag_assets.definitions import build_defs
     from nag_assets.defs.driver import automation_ticks, sensor_tick
-    from nag_assets.defs.resources import BackboneResource, StorageResource
-    from nag_assets.demo import build_demo_root
     from nag_assets.sources.wiki import load_wiki_leads, write_shards
 
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="nag-bench-incremental-") as tmp:
-        root = Path(tmp) / "root"
-        build_demo_root(root, args.docs, args.shards, args.examples)
-        backbone = BackboneResource(model=args.model)
-        load_start = time.perf_counter()
-        backbone.load()
-        load_s = time.perf_counter() - load_start
-        defs = build_defs(StorageResource(root=str(root)), backbone)
+    with _bench.demo_graph(args, "nag-bench-incremental-") as (tmp, root, defs, load_s):
         per_shard = -(-args.docs // args.shards)
         extra_docs = load_wiki_leads(args.docs + per_shard).tail(per_shard)
 
