@@ -32,8 +32,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from nag_assets.checks import _benchmark_of, _ready, selections
-from nag_assets.pipeline import baselines
+from nag_assets.checks import benchmark_of, ready
+from nag_assets.checks.agreement import ranker_selections, ranker_table
+from nag_assets.checks.variants import FOLDER as VARIANTS
 from nag_assets.pipeline.mixture import RANK_SEP
 from nag_assets.pipeline.shards import read_shard
 from nag_assets.pipeline.targets import DATASET
@@ -76,37 +77,34 @@ def mc_items(name: str, skip_ids: set[str], n: int) -> list[dict]:
     return out
 
 
-def ranked_texts(storage: Storage, targets: list[str], usable: dict, fraction: float) -> dict:
-    """{ranker: {target: [texts of its selection, best first]}}."""
-    keys = sorted(usable)
+def ranked_texts(
+    storage: Storage, targets: list[str], usable: dict, fraction: float, names: list[str]
+) -> dict:
+    """{name: {target: [texts of its selection, best first]}}; a name is a ranker, or
+    `variant:NAME` for a selection the variants check stored."""
     docs = {}
-    for s in keys:
+    for s in sorted(usable):
         name, data, _ = read_shard(storage, s)
         d = read_documents(data, name, s)
         docs.update({f"{i}{RANK_SEP}{s}": t for i, t in zip(d["id"], d["text"])})
     out = {}
-    for ranker in RANKERS:
-        baselines.baseline_scores(storage, ranker, usable, targets)
-        folder = baselines.score_folder(ranker)
-        df = pl.concat(
-            [
-                storage.read_parquet(folder, f"{s}.parquet").with_columns(
-                    rank=pl.col("id") + f"{RANK_SEP}{s}"
-                )
-                for s in keys
-            ]
-        )
-        picked = selections(
-            df.select(targets).to_numpy(),
-            df["tokens"].to_numpy(),
-            df["rank"].to_numpy(),
-            targets,
-            fraction,
-        )
-        score = dict(zip(df["rank"].to_list(), df.select(targets).to_numpy()))
-        out[ranker] = {
-            t: [docs[r] for r in sorted(picked[t], key=lambda r, i=i: (-score[r][i], r))]
-            for i, t in enumerate(targets)
+    for name in names:
+        if name.startswith("variant:"):
+            df = storage.read_parquet(f"{VARIANTS}/{name[8:]}", "selection.parquet")
+        else:
+            table = ranker_table(storage, name, usable, targets)
+            picked = ranker_selections(table, targets, fraction)
+            df = pl.concat(
+                [
+                    table.filter(pl.col("rank").is_in(list(picked[t]))).select(
+                        pl.lit(t).alias("target"), "rank", pl.col(t).alias("score")
+                    )
+                    for t in targets
+                ]
+            )
+        df = df.sort(["target", "score", "rank"], descending=[False, True, False])
+        out[name] = {
+            t: [docs[r] for r in df.filter(pl.col("target") == t)["rank"]] for t in targets
         }
     return out
 
@@ -206,22 +204,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval", type=int, default=200, help="held-out items per target")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--selections",
+        default=",".join(RANKERS),
+        help="rankers, and variant:NAME for selections the variants check stored "
+        "(e.g. nag,variant:normalized,variant:k20)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     storage = Storage(args.root)
-    targets, usable = _ready(storage, None)
-    targets = [t for t in targets if _benchmark_of(storage, t)]
+    targets, usable = ready(storage, None)
+    targets = [t for t in targets if benchmark_of(storage, t)]
     from transformers import AutoTokenizer
 
     from nag_assets.nag.backbone import embedded_folder
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
-    picks = ranked_texts(storage, targets, usable, args.fraction)
+    names = args.selections.split(",")
+    picks = ranked_texts(storage, targets, usable, args.fraction, names)
     items = {}
     for t in targets:
         used = set(storage.read_parquet(DATASET, f"{t}.parquet")["id"].to_list())
-        items[t] = mc_items(_benchmark_of(storage, t), used, args.eval)
+        items[t] = mc_items(benchmark_of(storage, t), used, args.eval)
     # a compact vocabulary: the ids every text here uses; 0 is end-of-document / unknown
     all_texts = [x for r in picks.values() for ts in r.values() for x in ts]
     all_texts += [
@@ -244,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {}
     for t in targets:
-        streams = {r: blocks_of(picks[r][t]) for r in RANKERS}
+        streams = {r: blocks_of(picks[r][t]) for r in names}
         n_blocks = min(len(s) for s in streams.values()) // args.seq
         results[t] = {"train_tokens": n_blocks * args.seq, "eval_items": len(items[t])}
-        for r in RANKERS:
+        for r in names:
             blocks = torch.tensor(streams[r][: n_blocks * args.seq]).view(n_blocks, args.seq)
             runs = []
             for seed in range(args.seeds):

@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from nag_assets import checks as steps
-from nag_assets.defs.common import STORAGE_KIND
+from nag_assets.defs.common import STORAGE_KIND, progress_logger
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.shards import shard_scores
 from nag_assets.defs.targets import target_nag
@@ -18,25 +18,25 @@ class ChecksConfig(dg.Config):
     """Set in the launchpad under ops.selection_checks.config."""
 
     checks: list[str] = Field(
-        default=["stability", "agreement", "variants"],
-        description="Which checks to run: stability, agreement, variants, deactivation "
-        "(deactivation runs the full backbone over held-out benchmark examples, about 30 "
-        "times: minutes on a CPU).",
+        default=["stability", "agreement"],
+        description="Which checks to run: stability, agreement, variants, deactivation. "
+        "variants (one backbone pass over pool and targets) and deactivation (about 20 "
+        "full-model passes over held-out examples) take minutes on a CPU.",
     )
     fraction: float = Field(default=0.2, description="Budget fraction of the selections.")
     rankers: list[str] = Field(
         default=["random", "dsir", "embedding"],
-        description="agreement: the baseline rankers to compare NAG's selection with.",
+        description="agreement: the rankers to compare NAG's selection with.",
     )
     sizes: list[int] = Field(
         default=[25, 50, 100, 200], description="stability: target example counts to try."
     )
-    seeds: int = Field(default=3, description="stability: random subsets per size.")
-    neurons: list[int] = Field(
-        default=[5, 20], description="deactivation: neurons zeroed per layer (K)."
-    )
-    random_seeds: int = Field(default=5, description="deactivation: random-neuron draws.")
-    examples: int = Field(default=100, description="deactivation: held-out examples.")
+    seeds: int = Field(default=3, description="stability and variants: random subsets.")
+    ks: list[int] = Field(default=[20, 50], description="variants: K values to try.")
+    max_docs: int = Field(default=2000, description="variants: pool documents (a sample).")
+    neurons: list[int] = Field(default=[20], description="deactivation: neurons per layer.")
+    random_seeds: int = Field(default=3, description="deactivation: random-neuron draws.")
+    examples: int = Field(default=50, description="deactivation: held-out examples.")
 
 
 @dg.asset(
@@ -49,14 +49,14 @@ class ChecksConfig(dg.Config):
     description="""Does the selection work? Run on demand (Materialize; pick the checks in
 the launchpad). `stability`: Jaccard of the selection from 25/50/100/200 target examples with
 the one from all. `agreement`: Jaccard of the NAG selection with each baseline ranker's
-(random, dsir, embedding), beside the floor of two random selections. `deactivation`: the
+(random, dsir, embedding), beside the floor of two random selections. `variants` (beyond the
+paper; one backbone pass): the contrastive profile, baseline-normalized impact and larger K
+beside the paper's method: distinct neurons per layer, the top neuron's share of NAGs,
+overlap with the paper's selection and between targets, stability. `deactivation`: the
 backbone's loss on held-out benchmark examples with the target's top-K neurons per layer
-zeroed, beside K random ones (needs the backbone; minutes on a CPU). `variants` (beyond the
-paper): the contrastive profile (target frequency relative to pool frequency) beside the
-paper's: distinct top-K neurons per layer, neurons shared between targets, how far apart the
-targets' selections are. `summary` holds the
-headline figures; each check's full result is in its own entry. The same checks run from the
-command line: `python -m nag_assets.checks stability|agreement|deactivation --root ROOT`.""",
+zeroed (per profile variant), beside K random ones. `summary` holds the headline figures;
+each check's full result is in its own entry. The same checks run from the command line:
+`python -m nag_assets.checks stability|agreement|variants|deactivation --root ROOT`.""",
 )
 def selection_checks(
     context: dg.AssetExecutionContext,
@@ -71,23 +71,7 @@ def selection_checks(
     results: dict = {}
     for name in config.checks:
         context.log.info(f"running the {name} check")
-        if name == "stability":
-            results[name] = steps.stability(store, config.sizes, config.seeds, config.fraction)
-        elif name == "agreement":
-            results[name] = steps.agreement(store, config.fraction, config.rankers)
-        elif name == "variants":
-            results[name] = steps.variants(store, config.fraction)
-        else:
-            s = backbone.settings()
-            results[name] = steps.deactivation(
-                store,
-                backbone.load(),
-                config.neurons,
-                config.random_seeds,
-                config.examples,
-                max_tokens=s.max_tokens,
-                log=context.log.info,
-            )
+        results[name] = _run(name, config, store, backbone, context)
     store.write_bytes(json.dumps(results, indent=1).encode(), *REPORT)
     return dg.MaterializeResult(
         metadata={
@@ -95,4 +79,32 @@ def selection_checks(
             **{name: dg.MetadataValue.json(r) for name, r in results.items()},
             "path": dg.MetadataValue.path(store.url(*REPORT)),
         }
+    )
+
+
+def _run(name: str, config: ChecksConfig, store, backbone: BackboneResource, context) -> dict:
+    if name == "stability":
+        return steps.stability(store, config.sizes, config.seeds, config.fraction)
+    if name == "agreement":
+        return steps.agreement(store, config.fraction, config.rankers)
+    settings = backbone.settings()
+    if name == "variants":
+        return steps.variants(
+            store,
+            backbone.load(),
+            config.fraction,
+            config.ks,
+            config.max_docs,
+            seeds=config.seeds,
+            batch_size=settings.batch_size,
+            progress=progress_logger(context, "variants"),
+        )
+    return steps.deactivation(
+        store,
+        backbone.load(),
+        config.neurons,
+        config.random_seeds,
+        config.examples,
+        max_tokens=settings.max_tokens,
+        log=context.log.info,
     )

@@ -35,10 +35,11 @@ class MixtureConfig(dg.Config):
         description="Keep a document once even if several targets chose it (under the first "
         "target); off: once per target, as in the paper.",
     )
-    ranker: Literal["nag", "random", "dsir", "embedding"] = Field(
+    ranker: Literal["nag", "nag_contrastive", "random", "dsir", "embedding"] = Field(
         default="nag",
-        description="What ranks the documents: nag (NAG-based Ranking, the default), or a "
-        "baseline with the same targets, shards, budget and output: random (seeded uniform), "
+        description="What ranks the documents: nag (NAG-based Ranking, the default), "
+        "nag_contrastive (NAG against each neuron's target frequency relative to the pool's), "
+        "or a baseline with the same targets, shards, budget and output: random (seeded uniform), "
         "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
         "similarity to the target's mean embedding). The mixture's `ranker` column and "
         "metadata record it.",
@@ -73,8 +74,8 @@ budget and score cut-off per target; `score_distributions` (open it) each target
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
 `inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used.
-Budget fraction, per-target weights, dedup and the ranker (NAG, or a baseline: random,
-dsir, embedding; recorded as `ranker`): Materialize > Open launchpad.""",
+Budget fraction, per-target weights, dedup and the ranker (nag, nag_contrastive, or a
+baseline: random, dsir, embedding; recorded as `ranker`): Materialize > Open launchpad.""",
 )
 def selected_mixture(
     context: dg.AssetExecutionContext, config: MixtureConfig, storage: StorageResource

@@ -55,10 +55,20 @@ class BackboneResource(dg.ConfigurableResource):
     top_k: int = Field(default=5, description="neurons kept per layer (~0.3% of d_ff)")
     max_tokens: int = Field(default=120, description="tokens of each text the NAG looks at")
     batch_size: int = Field(default=32, description="texts per forward pass (speed only)")
+    impact: str = Field(
+        default="raw",
+        description="raw (the paper) | normalized: impact / the neuron's mean over impact_sample",
+    )
+    impact_sample: str = Field(
+        default="embedded",
+        description="normalized impact's sample: 'embedded' (Wikipedia leads) or a documents "
+        "file, relative to the storage root (e.g. shards/wiki-000.parquet) or a URL",
+    )
 
     @classmethod
     def from_env(cls) -> "BackboneResource":
-        """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS, ..."""
+        """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS,
+        NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE."""
         env = os.environ.get
         return cls(
             model=env("NAG_MODEL", "embedded"),
@@ -67,17 +77,22 @@ class BackboneResource(dg.ConfigurableResource):
             top_k=int(env("NAG_TOP_K", "5")),
             max_tokens=int(env("NAG_MAX_TOKENS", "120")),
             batch_size=int(env("NAG_BATCH_SIZE", "32")),
+            impact=env("NAG_IMPACT", "raw"),
+            impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
         )
 
     def load(self) -> Backbone:
         return _cached_backbone(self.model, self.device, self.dtype)
 
     def settings(self) -> NagSettings:
-        return NagSettings(self.top_k, self.max_tokens, self.batch_size)
+        return NagSettings(
+            self.top_k, self.max_tokens, self.batch_size, self.impact, self.impact_sample
+        )
 
     def code_version(self) -> str:
         """Changes with every setting that changes a NAG, without loading the model."""
-        return digest(self.model, self.dtype, self.top_k, self.max_tokens)
+        normalized = [self.impact, self.impact_sample] if self.impact != "raw" else []
+        return digest(self.model, self.dtype, self.top_k, self.max_tokens, *normalized)
 
 
 @functools.lru_cache(maxsize=2)

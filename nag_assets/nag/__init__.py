@@ -7,7 +7,12 @@ scores = score_nags(nags, profile)
 """
 
 from nag_assets.nag.backbone import Backbone, BackboneError, from_model, load_backbone
-from nag_assets.nag.extract import extract_nags
+from nag_assets.nag.extract import (
+    extract_impacts,
+    extract_nags,
+    nags_from_impacts,
+    neuron_baseline,
+)
 from nag_assets.nag.profile import build_profile, concentration, top_neurons
 from nag_assets.nag.score import score_many, score_nags
 from nag_assets.nag.select import (
@@ -27,12 +32,15 @@ __all__ = [
     "ScoredBatch",
     "build_profile",
     "concentration",
+    "extract_impacts",
     "extract_nags",
     "find_cutoffs",
     "from_model",
     "keep_mask",
     "load_backbone",
     "mixture_rows",
+    "nags_from_impacts",
+    "neuron_baseline",
     "score_many",
     "score_nags",
     "select_under_budget",

@@ -45,32 +45,115 @@ def extract_nags(
     max_tokens: int = 120,
     batch_size: int = 16,
     progress: bool | Progress = False,
+    baseline: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NAGs (n, L, K) int16 in descending impact, and the tokens each text used.
 
     A text with no tokens (empty, or whitespace the tokenizer drops) gets an all -1 NAG and
-    0 tokens, so callers can drop or report it; it never reaches the model.
+    0 tokens, so callers can drop or report it; it never reaches the model. `baseline`
+    (L, d_ff), beyond the paper: each neuron's impact is divided by it before the top-K
+    (baseline-normalized impact), so always-on neurons no longer take every slot.
     """
-    texts = validate_texts(texts)
     check_top_k(top_k, backbone.d_ff)
-    if max_tokens < 1 or batch_size < 1:
-        raise ValueError(f"max_tokens={max_tokens} and batch_size={batch_size} must be >= 1")
-    ids = backbone.tokenize(texts, max_tokens)
-    lengths = np.array([len(x) for x in ids], dtype=np.int64)
-    nags = np.full((len(texts), backbone.num_layers, top_k), -1, dtype=np.int16)
-    order = [i for i in np.argsort(-lengths, kind="stable") if lengths[i] > 0]
-    report = _reporter(progress, len(order))
-    done_tokens = 0
-    with _UpProjTaps(backbone) as taps, torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            nags[rows] = _batch_nags(backbone, taps, [ids[i] for i in rows], top_k)
-            done_tokens += int(lengths[rows].sum())
-            report(min(start + batch_size, len(order)), len(order), done_tokens)
-    return nags, lengths
+    divisor = _divisor(baseline, backbone)
+    run = _Run(backbone, texts, max_tokens, batch_size)
+    nags = np.full((len(run.ids), backbone.num_layers, top_k), -1, dtype=np.int16)
+    for rows, impact in run.batches(progress):
+        nags[rows] = _top(impact if divisor is None else impact / divisor, top_k)
+    return nags, run.lengths
 
 
-def _batch_nags(backbone: Backbone, taps: _UpProjTaps, batch: list[list[int]], k: int):
+def extract_impacts(
+    backbone: Backbone,
+    texts: Sequence[str],
+    max_tokens: int = 120,
+    batch_size: int = 16,
+    progress: bool | Progress = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every neuron's impact (n, L, d_ff) float32 (zeros for a text without tokens) and the
+    tokens each text used: one backbone pass from which NAGs of any K or normalization
+    follow (`nags_from_impacts`). Memory grows with n * L * d_ff: for samples, not pools."""
+    run = _Run(backbone, texts, max_tokens, batch_size)
+    out = np.zeros((len(run.ids), backbone.num_layers, backbone.d_ff), dtype=np.float32)
+    for rows, impact in run.batches(progress):
+        out[rows] = impact.cpu().numpy()
+    return out, run.lengths
+
+
+def neuron_baseline(
+    backbone: Backbone,
+    texts: Sequence[str],
+    max_tokens: int = 120,
+    batch_size: int = 16,
+    progress: bool | Progress = False,
+) -> np.ndarray:
+    """(L, d_ff) float32: each neuron's impact averaged over the texts (each text counts
+    once), the divisor of baseline-normalized impact."""
+    run = _Run(backbone, texts, max_tokens, batch_size)
+    total = torch.zeros((backbone.num_layers, backbone.d_ff), dtype=torch.float64)
+    for _rows, impact in run.batches(progress):
+        total += impact.double().sum(0).cpu()
+    used = int((run.lengths > 0).sum())
+    if used == 0:
+        raise ValueError("an impact baseline needs at least one text with tokens")
+    return (total / used).numpy().astype(np.float32)
+
+
+def nags_from_impacts(
+    impacts: np.ndarray, lengths: np.ndarray, top_k: int, baseline: np.ndarray | None = None
+) -> np.ndarray:
+    """The NAGs `extract_nags` would give, from `extract_impacts`' output."""
+    impacts = torch.from_numpy(np.ascontiguousarray(impacts, dtype=np.float32))
+    check_top_k(top_k, impacts.shape[-1])
+    if baseline is not None:
+        impacts = impacts / _clamped(torch.from_numpy(np.asarray(baseline, dtype=np.float32)))
+    nags = _top(impacts, top_k)
+    nags[np.asarray(lengths) == 0] = -1
+    return nags
+
+
+def _top(impact: torch.Tensor, k: int) -> np.ndarray:
+    return impact.topk(k, dim=-1, sorted=True).indices.to(torch.int16).cpu().numpy()
+
+
+def _divisor(baseline: np.ndarray | None, backbone: Backbone) -> torch.Tensor | None:
+    if baseline is None:
+        return None
+    shape = (backbone.num_layers, backbone.d_ff)
+    if np.shape(baseline) != shape:
+        raise ValueError(f"impact baseline has shape {np.shape(baseline)}, the backbone {shape}")
+    return _clamped(torch.as_tensor(np.asarray(baseline, dtype=np.float32))).to(backbone.device)
+
+
+def _clamped(baseline: torch.Tensor) -> torch.Tensor:
+    return baseline.clamp_min(1e-12)  # a never-active neuron stays last, not infinite
+
+
+class _Run:
+    """Tokenized texts in length order, run batch by batch through the up-projection taps."""
+
+    def __init__(self, backbone: Backbone, texts: Sequence[str], max_tokens: int, batch: int):
+        texts = validate_texts(texts)
+        if max_tokens < 1 or batch < 1:
+            raise ValueError(f"max_tokens={max_tokens} and batch_size={batch} must be >= 1")
+        self.backbone, self.batch = backbone, batch
+        self.ids = backbone.tokenize(texts, max_tokens)
+        self.lengths = np.array([len(x) for x in self.ids], dtype=np.int64)
+        self.order = [i for i in np.argsort(-self.lengths, kind="stable") if self.lengths[i] > 0]
+
+    def batches(self, progress: bool | Progress):
+        """Yield (rows, impact (B, L, d_ff) float32 on the backbone's device)."""
+        report = _reporter(progress, len(self.order))
+        done_tokens = 0
+        with _UpProjTaps(self.backbone) as taps, torch.inference_mode():
+            for start in range(0, len(self.order), self.batch):
+                rows = self.order[start : start + self.batch]
+                yield rows, _batch_impact(self.backbone, taps, [self.ids[i] for i in rows])
+                done_tokens += int(self.lengths[rows].sum())
+                report(min(start + self.batch, len(self.order)), len(self.order), done_tokens)
+
+
+def _batch_impact(backbone: Backbone, taps: _UpProjTaps, batch: list[list[int]]) -> torch.Tensor:
     width = max(len(x) for x in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.float32)
@@ -81,8 +164,7 @@ def _batch_nags(backbone: Backbone, taps: _UpProjTaps, batch: list[list[int]], k
     taps.start(mask / mask.sum(1, keepdim=True))
     with contextlib.suppress(_Stop):
         backbone.model(input_ids=input_ids.to(backbone.device), use_cache=False)
-    impact = torch.stack(taps.impacts, dim=1)  # (B, L, d_ff)
-    return impact.topk(k, dim=-1, sorted=True).indices.to(torch.int16).cpu().numpy()
+    return torch.stack(taps.impacts, dim=1)  # (B, L, d_ff)
 
 
 class _UpProjTaps:

@@ -58,3 +58,22 @@ def contrastive_profile(target: np.ndarray, pool: np.ndarray, pool_docs: int, k:
     ratio = target / (pool + 1.0 / (max(pool_docs, 1) * max(k, 1)))
     sums = ratio.sum(axis=1, keepdims=True)
     return np.divide(ratio, sums, out=np.zeros_like(ratio), where=sums > 0)
+
+
+def neuron_use(nags: np.ndarray) -> dict:
+    """How many distinct neurons the NAGs use per layer (mean, min), and the share of texts
+    whose NAG holds the layer's most common neuron (mean over layers): with a small backbone
+    a few always-on neurons can take most slots, and then a NAG says little about its text."""
+    valid = _valid(np.asarray(nags))
+    if len(valid) == 0:
+        return {}
+    distinct, top_share = [], []
+    for layer in range(valid.shape[1]):
+        _, counts = np.unique(valid[:, layer], return_counts=True)
+        distinct.append(len(counts))
+        top_share.append(counts.max() / len(valid))
+    return {
+        "distinct_neurons_per_layer": round(float(np.mean(distinct)), 1),
+        "distinct_neurons_per_layer_min": int(np.min(distinct)),
+        "top_neuron_share": round(float(np.mean(top_share)), 4),
+    }

@@ -3,8 +3,8 @@ target), written under `assets/baseline_scores/<ranker>/<shard>.parquet`.
 
 Ids, order and token counts come from the shard's `shard_scores` file, so every ranker
 selects from the same documents under the same token budget. Each table records a version
-(ranker, settings, the shard's and targets' versions, and for DSIR the whole pool's) and is
-reused while it holds; document embeddings are cached per shard file under
+(ranker, settings, the shard's and targets' versions, and for DSIR and nag_contrastive the
+whole pool's) and is reused while it holds; document embeddings are cached per shard file under
 `assets/baseline_scores/embedding/_docs/`.
 """
 
@@ -16,8 +16,12 @@ import numpy as np
 import polars as pl
 
 from nag_assets import rankers
+from nag_assets.nag import build_profile, score_many
+from nag_assets.nag.profile import contrastive_profile
+from nag_assets.pipeline.common import nags_of
+from nag_assets.pipeline.shards import NAG as SHARD_NAG
 from nag_assets.pipeline.shards import SCORES, read_shard
-from nag_assets.pipeline.targets import DATASET
+from nag_assets.pipeline.targets import DATASET, load_profile
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, check_key, digest
 
@@ -75,8 +79,8 @@ def baseline_scores(
     settings: list = [ranker, CODE_VERSION, sorted((t, v) for t, (_, v) in texts_of.items())]
     if ranker == "random":
         settings.append(seed)
-    if ranker == "dsir":  # the raw model is the whole pool's: any shard changes every score
-        settings.append([(s, score_meta[s]["sha256"]) for s in keys])
+    if ranker in ("dsir", rankers.NAG_CONTRASTIVE):  # a whole-pool model: any shard changes all
+        settings.append([(s, score_meta[s]["sha256"], score_meta[s]["version"]) for s in keys])
     if ranker == "embedding":
         settings.append(embedder.name if embedder else "all-MiniLM-L6-v2@128")
     versions = {
@@ -110,9 +114,14 @@ def _compute(storage, ranker, keys, todo, score_meta, targets, texts_of, version
     if ranker == "embedding":
         embedder = embedder or rankers.load_embedder()
         centroids = [rankers.embedding.centroid(embedder.encode(texts_of[t][0])) for t in targets]
+    if ranker == rankers.NAG_CONTRASTIVE:
+        pool_nags = {s: shard_nags(storage, s, base[s]["id"].to_list()) for s in keys}
+        profiles = contrastive_profiles(storage, targets, list(pool_nags.values()))
     for s in todo:
         ids = base[s]["id"].to_list()
-        if ranker == "random":
+        if ranker == rankers.NAG_CONTRASTIVE:
+            scores = score_many(pool_nags[s], profiles)
+        elif ranker == "random":
             scores = rankers.random_scores([f"{s}/{i}" for i in ids], targets, seed)
         elif ranker == "dsir":
             scores = rankers.dsir_scores(texts[s], models, raw)
@@ -129,6 +138,30 @@ def _compute(storage, ranker, keys, todo, score_meta, targets, texts_of, version
             "seed": seed if ranker == "random" else None,
         }
         storage.write_parquet(df, folder, f"{s}.parquet", meta=meta)
+
+
+def shard_nags(storage: Storage, shard: str, ids: list[str]) -> np.ndarray:
+    """A shard's stored NAGs (n, L, K), in the order of its score file."""
+    meta = storage.read_meta(SHARD_NAG, f"{shard}.parquet")
+    table = storage.read_parquet(SHARD_NAG, f"{shard}.parquet")
+    if meta is None or table["id"].to_list() != ids:
+        raise InputError(f"shard_nag[{shard}] does not line up with its scores: rescore it")
+    return nags_of(table, meta)
+
+
+def contrastive_profiles(storage: Storage, targets: list[str], pool: list[np.ndarray]):
+    """(T, L, d_ff) the targets' contrastive profiles against the pool's NAG frequencies."""
+    pool_nags = np.concatenate(pool)
+    first = load_profile(storage, targets[0])[1]
+    pool_profile = build_profile(pool_nags, first["d_ff"])
+    return np.stack(
+        [
+            contrastive_profile(
+                load_profile(storage, t)[0], pool_profile, len(pool_nags), first["top_k"]
+            )
+            for t in targets
+        ]
+    )
 
 
 def _doc_embeddings(storage, embedder, shard: str, ids: list[str], sha: str) -> np.ndarray:

@@ -16,16 +16,35 @@ from nag_assets.storage import ChangedWhileReading, Storage, check_key, digest, 
 STEP_CODE_VERSION = "1"  # bump when a step's output changes for the same inputs
 
 
+IMPACTS = ("raw", "normalized")
+
+
 @dataclass(frozen=True)
 class NagSettings:
-    """Settings that change a NAG (top_k, max_tokens) or only its speed (batch_size)."""
+    """Settings that change a NAG (top_k, max_tokens, impact, impact_sample) or only its
+    speed (batch_size). `impact="normalized"` (beyond the paper) divides each neuron's impact
+    by its mean over `impact_sample` ("embedded": Wikipedia leads; else a documents file,
+    relative to the storage root or a URL) before the top-K."""
 
     top_k: int = 5
     max_tokens: int = 120
     batch_size: int = 32
+    impact: str = "raw"
+    impact_sample: str = "embedded"
 
-    def fingerprint(self, backbone: Backbone) -> str:
-        return digest(backbone.fingerprint, self.top_k, self.max_tokens)
+    def __post_init__(self) -> None:
+        if self.impact not in IMPACTS:
+            raise InputError(f"impact {self.impact!r} must be one of {list(IMPACTS)}")
+
+    def fingerprint(self, backbone: Backbone, sample_version: str | None = None) -> str:
+        """Raw impact: (backbone, top_k, max_tokens). Normalized adds the sample's version."""
+        if self.impact == "raw":
+            return digest(backbone.fingerprint, self.top_k, self.max_tokens)
+        if sample_version is None:
+            raise ValueError("normalized impact needs the impact sample's version")
+        return digest(
+            backbone.fingerprint, self.top_k, self.max_tokens, "normalized", sample_version
+        )
 
 
 @dataclass
@@ -77,10 +96,17 @@ def key_or_none(name: str) -> str | None:
 
 
 def nag_table(
-    backbone: Backbone, ids: pl.Series, texts: list[str], s: NagSettings, progress=None
+    backbone: Backbone,
+    ids: pl.Series,
+    texts: list[str],
+    s: NagSettings,
+    progress=None,
+    baseline: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """id, tokens (full length, what budgets count), nag_tokens, nag (flattened L*K int16)."""
-    nags, used = extract_nags(backbone, texts, s.top_k, s.max_tokens, s.batch_size, progress)
+    nags, used = extract_nags(
+        backbone, texts, s.top_k, s.max_tokens, s.batch_size, progress, baseline
+    )
     flat = nags.reshape(len(texts), -1)
     return pl.DataFrame(
         {
@@ -92,14 +118,17 @@ def nag_table(
     )
 
 
-def nag_meta(version: str, backbone: Backbone, settings: NagSettings, **extra) -> dict:
-    """The footer of a NAG table: its version and what `nags_of` needs to unflatten it."""
+def nag_meta(version: str, backbone: Backbone, settings: NagSettings, fp: str, **extra) -> dict:
+    """The footer of a NAG table: its version, what `nags_of` needs to unflatten it, and the
+    settings that made it."""
     return {
         "version": version,
         "layers": backbone.num_layers,
         "top_k": settings.top_k,
         "d_ff": backbone.d_ff,
-        "nag_fingerprint": settings.fingerprint(backbone),
+        "max_tokens": settings.max_tokens,
+        "impact": settings.impact,
+        "nag_fingerprint": fp,
         **extra,
     }
 

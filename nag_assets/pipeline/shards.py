@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, score_many
+from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
@@ -16,6 +17,7 @@ from nag_assets.pipeline.common import (
     read_input,
     require,
 )
+from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.targets import NAG as TARGET_NAG
 from nag_assets.pipeline.targets import load_profile
 from nag_assets.sources.files import InputError, read_documents
@@ -38,7 +40,7 @@ def shard_nag(
 ) -> StepResult:
     """The one costly step: run the backbone over the shard's documents."""
     name, data, sha = read_shard(storage, key)
-    fp = settings.fingerprint(backbone)
+    baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("shard_nag", STEP_CODE_VERSION, sha, fp)
     out = (NAG, f"{key}.parquet")
     if (storage.read_meta(*out) or {}).get("version") == version:
@@ -47,8 +49,8 @@ def shard_nag(
     docs = read_documents(data, name, key, repaired)
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
-    table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress)
-    meta = nag_meta(version, backbone, settings, file=name, sha256=sha)
+    table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress, baseline)
+    meta = nag_meta(version, backbone, settings, fp, file=name, sha256=sha)
     storage.write_parquet(table, *out, meta=meta)
     empty = int((table["nag_tokens"] == 0).sum())
     return StepResult(
@@ -63,6 +65,8 @@ def shard_nag(
             "truncated_documents": int((table["tokens"] > table["nag_tokens"]).sum()),
             "control_character_rows": repaired.get("control_character_rows", 0),
             "file": name,
+            "impact": settings.impact,
+            **neuron_use(nags_of(table, meta)),
         },
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from nag_assets.nag import Backbone, build_profile, concentration
+from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
@@ -15,6 +16,7 @@ from nag_assets.pipeline.common import (
     read_input,
     require,
 )
+from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.sources.files import InputError, benchmark_target, read_target
 from nag_assets.storage import Storage, check_key, digest
@@ -73,7 +75,7 @@ def target_nag(
     """Each example's NAG (parquet) and the target profile (.npy, L x d_ff)."""
     check_key(key)
     ds_meta = require(storage.read_meta(DATASET, f"{key}.parquet"), f"target_dataset[{key}]")
-    fp = settings.fingerprint(backbone)
+    baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("target_nag", STEP_CODE_VERSION, ds_meta["version"], fp)
     out = (NAG, f"{key}.parquet")
     skipped = (storage.read_meta(*out) or {}).get("version") == version
@@ -81,9 +83,10 @@ def target_nag(
         table = storage.read_parquet(*out)
     else:
         ds = storage.read_parquet(DATASET, f"{key}.parquet")
-        table = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress)
-    meta = nag_meta(version, backbone, settings)
-    profile = build_profile(nags_of(table, meta), backbone.d_ff)
+        table = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress, baseline)
+    meta = nag_meta(version, backbone, settings, fp)
+    nags = nags_of(table, meta)
+    profile = build_profile(nags, backbone.d_ff)
     if not skipped:
         storage.write_npy(profile.astype("float32"), NAG, f"{key}.profile.npy")
         storage.write_parquet(table, *out, meta=meta)
@@ -95,6 +98,8 @@ def target_nag(
             "examples_extracted": 0 if skipped else table.height,
             "nag_fingerprint": fp,
             "concentration": concentration(profile, settings.top_k),
+            "impact": settings.impact,
+            **neuron_use(nags),
             "profile": profile,
         },
     )

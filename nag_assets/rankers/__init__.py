@@ -5,6 +5,10 @@ in [0, 1], one column per target, higher = better: the same contract as `shard_s
 the same budgeted selection (`nag_assets.nag.find_cutoffs` / `keep_mask`) and mixture writer
 serve them all.
 
+- `nag_contrastive` (beyond the paper): NAG scores against the contrastive profile, each
+  neuron's target frequency relative to its frequency in the whole pool's NAGs
+  (`nag_assets.nag.profile.contrastive_profile`), so always-on neurons lose their weight.
+  Computed from the stored NAGs in `nag_assets.pipeline.baselines`: no backbone.
 - `random`: a seeded uniform draw per (seed, target, document key); it depends on nothing
   else, so a document's score is the same however the pool is sharded.
 - `dsir`: DSIR's hashed n-gram importance (Xie et al. 2023): word unigrams and bigrams hashed
@@ -22,12 +26,14 @@ from nag_assets.rankers.embedding import Embedder, embedding_scores, load_embedd
 from nag_assets.rankers.random import random_scores
 
 NAG = "nag"
+NAG_CONTRASTIVE = "nag_contrastive"
 BASELINES = ("random", "dsir", "embedding")
-RANKERS = (NAG, *BASELINES)
+RANKERS = (NAG, NAG_CONTRASTIVE, *BASELINES)
 
 __all__ = [
     "BASELINES",
     "NAG",
+    "NAG_CONTRASTIVE",
     "RANKERS",
     "Embedder",
     "NgramModel",

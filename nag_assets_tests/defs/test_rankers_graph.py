@@ -14,9 +14,10 @@ import pytest
 from nag_assets import checks
 from nag_assets.nag import load_backbone
 from nag_assets.pipeline.baselines import score_folder
-from nag_assets.pipeline.mixture import mixture_digest, read_mixture
+from nag_assets.pipeline.mixture import RANK_SEP, mixture_digest, read_mixture
 from nag_assets_tests.defs.helpers import (
     ARC_SPEC,
+    TOP_K,
     Graph,
     build_root,
     expected_selection,
@@ -57,7 +58,7 @@ def baseline_table(root: Path, ranker: str) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
 
 
-@pytest.mark.parametrize("ranker", ["random", "dsir", "embedding"])
+@pytest.mark.parametrize("ranker", ["nag_contrastive", "random", "dsir", "embedding"])
 def test_baseline_mixture_keeps_the_contract(graph: Graph, ranker: str) -> None:
     materialize(graph, "selected_mixture", ranker=ranker)
     mix = read_mixture(graph.storage)
@@ -102,6 +103,33 @@ def test_unknown_ranker_is_refused(graph: Graph) -> None:
         materialize(graph, "selected_mixture", ranker="bm25")
 
 
+def _stored_nags(root: Path, folder: str, name: str) -> np.ndarray:
+    df = pl.read_parquet(root / "assets" / folder / f"{name}.parquet")
+    return np.stack(df["nag"].to_numpy()).reshape(df.height, -1, TOP_K)
+
+
+def test_contrastive_scores_follow_the_formula(graph: Graph) -> None:
+    """nag_contrastive: w ~ target freq / (pool freq + 1/(n K)), per layer summed to 1,
+    recomputed here by counting, without the library's profile code."""
+    materialize(graph, "selected_mixture", ranker="nag_contrastive")
+    shards = sorted(p.stem for p in (graph.root / "assets" / "shard_nag").glob("*.parquet"))
+    pool = np.concatenate([_stored_nags(graph.root, "shard_nag", s) for s in shards])
+    n, layers, _ = pool.shape
+    d_ff = int(pool.max()) + 1
+    scores = baseline_table(graph.root, "nag_contrastive")
+    for t in TARGETS:
+        target = _stored_nags(graph.root, "target_nag", t)
+        expected = np.zeros(n)
+        for layer in range(layers):
+            d = max(d_ff, int(target[:, layer].max()) + 1)
+            tf = np.bincount(target[:, layer].ravel(), minlength=d) / (len(target) * TOP_K)
+            pf = np.bincount(pool[:, layer].ravel(), minlength=d) / (n * TOP_K)
+            w = tf / (pf + 1 / (n * TOP_K))
+            w /= w.sum()
+            expected += w[pool[:, layer]].sum(axis=1)
+        np.testing.assert_allclose(scores[t].to_numpy(), expected / layers, rtol=1e-5)
+
+
 def test_selection_checks_asset_reports_stability_and_agreement(graph: Graph) -> None:
     materialize(
         graph,
@@ -110,6 +138,7 @@ def test_selection_checks_asset_reports_stability_and_agreement(graph: Graph) ->
         sizes=[5, 10, 50],
         seeds=2,
         rankers=["random", "dsir"],
+        ks=[8],
     )
     meta = graph.latest_metadata("selection_checks")
     assert "| stability | water |" in meta["summary"]
@@ -122,12 +151,28 @@ def test_selection_checks_asset_reports_stability_and_agreement(graph: Graph) ->
     for t in TARGETS:
         assert set(agree[t]["documents"]) == {"nag", "random", "dsir"}
         assert 0 <= agree[t]["nag_vs_random"] <= 1 and 0 <= agree[t]["nag_vs_dsir"] <= 1
-    var = meta["variants"]
-    for variant in ("paper", "contrastive"):
-        assert 4 <= var[variant]["distinct_top_k_neurons_per_layer"] <= 8  # TOP_K=4, 2 targets
-        assert 0 <= var[variant]["between_targets_jaccard"] <= 1
-    assert set(var["contrastive"]["jaccard_with_paper"]) == set(TARGETS)
-    assert "| variants | contrastive |" in meta["summary"]
+    var = meta["variants"]["variants"]
+    assert set(var) == {"paper", "contrastive", "normalized", "k8"}
+    assert (var["k8"]["top_k"], var["normalized"]["impact"]) == (8, "normalized")
+    # the paper variant, re-extracted in one pass, is the graph's own NAG selection
+    assert var["paper"]["jaccard_with_paper"] == {t: 1.0 for t in TARGETS}
+    stored = graph.storage.read_parquet(
+        "assets/selection_checks/variants/paper", "selection.parquet"
+    )
+    mix = graph.nag_mixture
+    assert set(zip(stored["target"], stored["rank"])) == {
+        (t, f"{i}{RANK_SEP}{s}") for t, i, s in zip(mix["target"], mix["id"], mix["shard"])
+    }
+    # distinct neurons per layer, counted here from the stored shard NAGs
+    shards = sorted(p.stem for p in (graph.root / "assets" / "shard_nag").glob("*.parquet"))
+    pool = np.concatenate([_stored_nags(graph.root, "shard_nag", s) for s in shards])
+    distinct = [len(np.unique(pool[:, layer])) for layer in range(pool.shape[1])]
+    assert var["paper"]["distinct_neurons_per_layer"] == round(float(np.mean(distinct)), 1)
+    assert var["k8"]["distinct_neurons_per_layer"] >= var["paper"]["distinct_neurons_per_layer"]
+    assert var["normalized"]["jaccard_with_paper"] != var["paper"]["jaccard_with_paper"]
+    for v in var.values():
+        assert 0 <= v["top_neuron_share"] <= 1 and 0 <= v["between_targets_jaccard"] <= 1
+    assert "| variants | normalized |" in meta["summary"]
     assert (graph.root / "assets" / "selection_checks" / "latest.json").is_file()
 
 
@@ -144,9 +189,11 @@ def test_deactivation_check_on_held_out_examples(graph: Graph, tiny_model_dir: P
     row = out["targets"]["arc_easy"]
     assert row["held_out_examples"] == 8 and np.isfinite(row["loss_intact"])
     k3 = row["k=3"]
-    assert k3["rise_own_neurons"] != 0  # zeroing neurons changes the model
+    # the variants stored by the variants check (run above) are deactivated too
+    assert set(k3["rise_own_neurons"]) == {"paper", "contrastive", "normalized", "k8"}
+    assert k3["rise_own_neurons"]["paper"] != 0  # zeroing neurons changes the model
     assert k3["rise_random_max"] >= k3["rise_random_mean"]
-    assert np.isfinite(k3["rise_own_neurons_contrastive_profile"])
+    assert all(np.isfinite(v) for v in k3["rise_own_neurons"].values())
     # the hooks are gone afterwards: the intact loss comes back
     again = checks.lm_loss(backbone, checks.held_out(graph.storage, "arc_easy", 8))
     assert again == pytest.approx(row["loss_intact"], abs=1e-4)

@@ -45,6 +45,12 @@ def n_chars(text: str) -> int:
 
 def reference_nag(model: nn.Module, arch: str, text: str, k: int, max_tokens: int = 120):
     """Top-K |up-projection| neurons per layer, from each MLP's captured input, no padding."""
+    impact = reference_impact(model, arch, text, max_tokens)
+    return np.array([np.argsort(-row, kind="stable")[:k] for row in impact])
+
+
+def reference_impact(model: nn.Module, arch: str, text: str, max_tokens: int = 120):
+    """(L, d_ff) float64 mean |up-projection output| per neuron, from each MLP's input."""
     tok = tiny_tokenizer()
     ids = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
     inputs: list[torch.Tensor] = []
@@ -70,8 +76,7 @@ def reference_nag(model: nn.Module, arch: str, text: str, k: int, max_tokens: in
         u = x @ w if arch == "gpt2" else x @ w.T  # GPT-2's Conv1D weight is (in, out)
         if b is not None:
             u = u + b
-        impact = u.abs().mean(dim=0).numpy()
-        out.append(np.argsort(-impact, kind="stable")[:k])
+        out.append(u.abs().mean(dim=0).numpy())
     return np.array(out)
 
 

@@ -100,3 +100,22 @@ def test_partial_minus_one_nag_raises() -> None:
     nags = np.array([[[0, 1], [2, 3]], [[1, -1], [2, 0]]], dtype=np.int16)
     with pytest.raises(ValueError, match="neuron"):
         build_profile(nags, d_ff=4)
+
+
+def test_neuron_use_counts_distinct_neurons_and_the_top_share() -> None:
+    from nag_assets.nag.profile import neuron_use
+
+    nags = np.array(
+        [
+            [[0, 1], [5, 6]],
+            [[0, 2], [5, 7]],
+            [[0, 3], [8, 9]],
+            [[-1, -1], [-1, -1]],  # a text without tokens is left out
+        ]
+    )
+    # layer 0: {0,1,2,3} -> 4 distinct, neuron 0 in 3/3; layer 1: {5..9} -> 5, neuron 5 in 2/3
+    assert neuron_use(nags) == {
+        "distinct_neurons_per_layer": 4.5,
+        "distinct_neurons_per_layer_min": 4,
+        "top_neuron_share": round((1 + 2 / 3) / 2, 4),
+    }

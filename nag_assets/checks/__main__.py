@@ -1,0 +1,3 @@
+from nag_assets.checks.cli import main
+
+raise SystemExit(main())

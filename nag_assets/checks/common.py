@@ -1,0 +1,86 @@
+"""What the checks share: the stored targets and pool, profiles and budgeted selections."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from nag_assets.nag import select_under_budget
+from nag_assets.pipeline.common import nags_of
+from nag_assets.pipeline.mixture import RANK_SEP, scored_shards
+from nag_assets.pipeline.shards import NAG as SHARD_NAG
+from nag_assets.pipeline.targets import NAG as TARGET_NAG
+from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
+from nag_assets.sources.files import InputError
+from nag_assets.storage import Storage
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def ready(storage: Storage, targets: list[str] | None = None) -> tuple[list[str], dict]:
+    """(targets with a target_nag, {shard: shard_scores meta} of shards scored against them)."""
+    if targets is None:
+        targets = sorted(
+            f.name.removesuffix(".parquet")
+            for f in storage.list_files(TARGET_NAG)
+            if f.name.endswith(".parquet")
+        )
+    targets = [t for t in targets if storage.read_meta(TARGET_NAG, f"{t}.parquet")]
+    if not targets:
+        raise InputError(f"no target_nag under {storage.url(TARGET_NAG)}: run the graph first")
+    shards = sorted(
+        f.name.removesuffix(".parquet")
+        for f in storage.list_files(SHARD_NAG)
+        if f.name.endswith(".parquet")
+    )
+    usable, _, _ = scored_shards(storage, shards, targets)
+    if not usable:
+        raise InputError("no shard is scored against the current targets: run the graph first")
+    return targets, usable
+
+
+def target_meta(storage: Storage, target: str) -> dict:
+    return storage.read_meta(TARGET_NAG, f"{target}.parquet")
+
+
+def pool_nags(storage: Storage, shards: Sequence[str]):
+    """(NAGs (n, L, K), tokens, rank ids "id<SEP>shard") of the pool, shard by shard."""
+    nags, tokens, ids = [], [], []
+    for s in shards:
+        meta = storage.read_meta(SHARD_NAG, f"{s}.parquet")
+        df = storage.read_parquet(SHARD_NAG, f"{s}.parquet")
+        nags.append(nags_of(df, meta))
+        tokens.append(df["tokens"].to_numpy())
+        ids.append((df["id"] + f"{RANK_SEP}{s}").to_numpy())
+    return np.concatenate(nags), np.concatenate(tokens), np.concatenate(ids)
+
+
+def target_nags(storage: Storage, target: str) -> np.ndarray:
+    meta = target_meta(storage, target)
+    return nags_of(storage.read_parquet(TARGET_NAG, f"{target}.parquet"), meta)
+
+
+def selections(
+    scores: np.ndarray, tokens: np.ndarray, ids: np.ndarray, targets: list[str], fraction: float
+) -> dict[str, set]:
+    """target -> the rank ids the mixture's budgeted selection keeps for it."""
+    _, rows, cols = select_under_budget(scores, tokens, ids, targets, fraction)
+    out: dict[str, set] = {t: set() for t in targets}
+    for r, c in zip(rows, cols):
+        out[targets[c]].add(ids[r])
+    return out
+
+
+def benchmark_of(storage: Storage, target: str) -> str | None:
+    """The built-in benchmark a target comes from (a JSON spec or a bench__ partition)."""
+    if target.startswith(BENCHMARK_PREFIX):
+        return target.removeprefix(BENCHMARK_PREFIX)
+    try:
+        spec = json.loads(storage.read_bytes("targets", f"{target}.json"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return spec.get("benchmark") if isinstance(spec, dict) else None

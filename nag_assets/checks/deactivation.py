@@ -1,0 +1,170 @@
+"""deactivation: zero a target's most frequent neurons and watch the backbone's loss on
+held-out examples of the target rise, beside zeroing random neurons (the paper's sanity check
+that the extraction finds neurons the task depends on)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+import torch
+
+from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta, target_nags
+from nag_assets.nag import Backbone, build_profile, top_neurons
+from nag_assets.nag.profile import contrastive_profile
+from nag_assets.pipeline.targets import DATASET
+from nag_assets.sources.benchmarks import load_benchmark
+from nag_assets.sources.files import InputError
+from nag_assets.storage import Storage
+
+VARIANT_INDEX = ("assets/selection_checks/variants", "index.json")
+
+
+def held_out(storage: Storage, target: str, n: int) -> list[str]:
+    """Up to `n` examples of the target's benchmark that are not among its target examples."""
+    bench = benchmark_of(storage, target)
+    if bench is None:
+        raise InputError(f"target {target!r} is not a built-in benchmark: no held-out examples")
+    used = storage.read_parquet(DATASET, f"{target}.parquet")
+    df = load_benchmark(bench, limit=used.height + n)
+    return df.filter(~pl.col("id").is_in(used["id"].implode()))["text"].head(n).to_list()
+
+
+class Zeroed:
+    """Zero chosen outputs of each layer's up-projection: the same as zeroing those rows of
+    its weight (and bias), for every architecture (GPT-2's Conv1D stores it transposed)."""
+
+    def __init__(self, backbone: Backbone, neurons: Sequence[np.ndarray]):
+        self.pairs = [
+            (m, torch.as_tensor(np.asarray(n, dtype=np.int64)))
+            for m, n in zip(backbone.up_projs, neurons)
+        ]
+        self.handles: list = []
+
+    def __enter__(self) -> Zeroed:
+        def hook(idx):
+            def run(_m, _i, out):
+                out = out.clone()
+                out[..., idx.to(out.device)] = 0
+                return out
+
+            return run
+
+        self.handles = [m.register_forward_hook(hook(i)) for m, i in self.pairs if len(i)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@torch.inference_mode()
+def lm_loss(backbone: Backbone, texts: list[str], max_tokens: int = 120, batch: int = 16) -> float:
+    """Mean next-token cross-entropy (nats per token) of the full causal LM over `texts`."""
+    ids = [x for x in backbone.tokenize(texts, max_tokens) if len(x) > 1]
+    total, count = 0.0, 0
+    for s in range(0, len(ids), batch):
+        rows = ids[s : s + batch]
+        width = max(len(x) for x in rows)
+        inp = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for r, x in enumerate(rows):
+            inp[r, : len(x)] = torch.tensor(x)
+            labels[r, : len(x)] = torch.tensor(x)
+        # right padding and causal attention: real tokens never see a pad
+        logits = backbone.model(input_ids=inp.to(backbone.device), use_cache=False).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+            labels[:, 1:].reshape(-1).to(logits.device),
+            ignore_index=-100,
+            reduction="sum",
+        )
+        total += float(loss)
+        count += int((labels[:, 1:] != -100).sum())
+    return total / max(count, 1)
+
+
+def profile_sets(storage: Storage, targets: list[str], usable: dict) -> dict[str, dict]:
+    """{variant: {target: profile}}: the paper's and the contrastive profile from the stored
+    NAGs, and any variant the `variants` check stored for these very target versions."""
+    d_ff, k = (target_meta(storage, targets[0])[x] for x in ("d_ff", "top_k"))
+    paper = {t: build_profile(target_nags(storage, t), d_ff) for t in targets}
+    nags = pool_nags(storage, sorted(usable))[0]
+    pool = build_profile(nags, d_ff)
+    out = {
+        "paper": paper,
+        "contrastive": {t: contrastive_profile(p, pool, len(nags), k) for t, p in paper.items()},
+    }
+    try:
+        index = json.loads(storage.read_bytes(*VARIANT_INDEX))
+    except FileNotFoundError:
+        return out
+    versions = {t: target_meta(storage, t)["version"] for t in targets}
+    if all(index["target_versions"].get(t) == v for t, v in versions.items()):
+        for name in index["variants"]:
+            if name not in out:
+                folder = f"{VARIANT_INDEX[0]}/{name}"
+                out[name] = {t: storage.read_npy(folder, f"{t}.profile.npy") for t in targets}
+    return out
+
+
+def deactivation(
+    storage: Storage,
+    backbone: Backbone,
+    neurons: Sequence[int] = (20,),
+    seeds: int = 3,
+    examples: int = 50,
+    targets: list[str] | None = None,
+    max_tokens: int = 120,
+    log=None,
+) -> dict:
+    """Loss on held-out examples intact, with the target's own top-K neurons per layer off
+    (per profile variant), K random ones per layer off (mean and max over seeds), and each
+    other target's top-K off (paper profile)."""
+    targets, usable = ready(storage, targets)
+    tmeta = target_meta(storage, targets[0])
+    if (tmeta["d_ff"], tmeta["layers"]) != (backbone.d_ff, backbone.num_layers):
+        raise InputError("the stored NAGs were made with another backbone")
+    sets = profile_sets(storage, targets, usable)
+    texts = {t: held_out(storage, t, examples) for t in targets}
+
+    def loss(t: str, off: Sequence[np.ndarray] | None = None) -> float:
+        with Zeroed(backbone, off if off is not None else []):
+            return lm_loss(backbone, texts[t], max_tokens)
+
+    out: dict = {}
+    for t in targets:
+        base = loss(t)
+        row: dict = {"held_out_examples": len(texts[t]), "loss_intact": round(base, 4)}
+        for k in neurons:
+            own = {v: loss(t, list(top_neurons(p[t], k))) - base for v, p in sets.items()}
+            rand = [loss(t, _random_neurons(backbone, k, seed)) - base for seed in range(seeds)]
+            others = {
+                o: round(loss(t, list(top_neurons(sets["paper"][o], k))) - base, 4)
+                for o in targets
+                if o != t
+            }
+            if log:
+                log(f"deactivation {t} k={k}: own {own}, random {rand}, others {others}")
+            row[f"k={k}"] = {
+                "rise_own_neurons": {v: round(r, 4) for v, r in own.items()},
+                "rise_random_mean": round(float(np.mean(rand)), 4),
+                "rise_random_max": round(float(np.max(rand)), 4),
+                "rise_other_targets_neurons": others,
+            }
+        out[t] = row
+    return {
+        "check": "deactivation",
+        "backbone": backbone.name,
+        "max_tokens": max_tokens,
+        "random_seeds": seeds,
+        "loss": "mean next-token cross-entropy, nats/token, on held-out benchmark examples",
+        "targets": out,
+    }
+
+
+def _random_neurons(backbone: Backbone, k: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(backbone.d_ff, k, replace=False) for _ in range(backbone.num_layers)]

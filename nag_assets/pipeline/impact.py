@@ -1,0 +1,69 @@
+"""The impact baseline of baseline-normalized NAGs (beyond the paper): each neuron's mean
+impact over a fixed sample of documents, computed once per (backbone, max_tokens, sample)
+and kept under `assets/impact_baseline/`.
+
+The sample is fixed, not the live pool, so a new shard never changes the NAGs of the others:
+incremental runs stay incremental. Point `impact_sample` at a file of your own pool (e.g.
+`shards/<one shard>.parquet`) to normalize against your data rather than Wikipedia.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import fsspec
+import numpy as np
+
+from nag_assets.nag import Backbone, neuron_baseline
+from nag_assets.pipeline.common import NagSettings
+from nag_assets.sources.files import InputError, read_documents
+from nag_assets.sources.wiki import load_wiki_leads
+from nag_assets.storage import Storage, digest
+
+FOLDER = "assets/impact_baseline"
+EMBEDDED = "embedded"
+EMBEDDED_DOCS = 256
+
+
+def sample_texts(storage: Storage, sample: str) -> tuple[list[str], str]:
+    """(texts, version) of the impact sample: 256 Wikipedia leads spread over the alphabet,
+    or the documents of a parquet/JSONL file (relative to the root, or a URL)."""
+    if sample == EMBEDDED:
+        leads = load_wiki_leads()
+        texts = leads["text"].gather_every(max(1, leads.height // EMBEDDED_DOCS))
+        return texts.head(EMBEDDED_DOCS).to_list(), digest(EMBEDDED, EMBEDDED_DOCS)
+    name = sample.rsplit("/", 1)[-1]
+    try:
+        if "://" in sample or sample.startswith("/"):
+            with fsspec.open(sample, "rb") as f:
+                data = f.read()
+        else:
+            data = storage.read_bytes(sample)
+    except (OSError, ValueError) as e:
+        raise InputError(f"impact_sample {sample!r}: cannot read it ({e})") from e
+    if not data:
+        raise InputError(f"impact_sample {sample!r}: no such file, or it is empty")
+    docs = read_documents(data, name, "impact_sample")
+    if docs.height == 0:
+        raise InputError(f"impact_sample {sample!r}: the file holds no documents")
+    return docs["text"].to_list(), hashlib.sha256(data).hexdigest()[:32]
+
+
+def impact_baseline(
+    storage: Storage, backbone: Backbone, settings: NagSettings, progress=None
+) -> tuple[np.ndarray | None, str]:
+    """(baseline or None for raw impact, the NAG fingerprint these settings give)."""
+    if settings.impact == "raw":
+        return None, settings.fingerprint(backbone)
+    texts, sample_version = sample_texts(storage, settings.impact_sample)
+    fp = settings.fingerprint(backbone, sample_version)
+    name = f"{digest(backbone.fingerprint, settings.max_tokens, sample_version)}.npy"
+    try:
+        return storage.read_npy(FOLDER, name), fp
+    except FileNotFoundError:
+        pass
+    baseline = neuron_baseline(
+        backbone, texts, settings.max_tokens, settings.batch_size, progress or False
+    )
+    storage.write_npy(baseline, FOLDER, name)
+    return baseline, fp
