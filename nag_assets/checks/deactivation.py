@@ -121,30 +121,35 @@ def deactivation(
     log=None,
 ) -> dict:
     """Loss on held-out examples intact, with the target's own top-K neurons per layer off
-    (per profile variant), K random ones per layer off (mean and max over seeds), and each
-    other target's top-K off (paper profile)."""
+    and with each other target's (per profile variant: a target-specific profile hurts its
+    own target more), and with K random ones per layer off (mean and max over seeds)."""
     targets, usable = ready(storage, targets)
     tmeta = target_meta(storage, targets[0])
     if (tmeta["d_ff"], tmeta["layers"]) != (backbone.d_ff, backbone.num_layers):
         raise InputError("the stored NAGs were made with another backbone")
     sets = profile_sets(storage, targets, usable)
-    texts = {t: held_out(storage, t, examples) for t in targets}
+    texts = {t: held_out(storage, t, examples) for t in targets if benchmark_of(storage, t)}
+    if not texts:
+        raise InputError("no target comes from a built-in benchmark: no held-out examples")
 
     def loss(t: str, off: Sequence[np.ndarray] | None = None) -> float:
         with Zeroed(backbone, off if off is not None else []):
             return lm_loss(backbone, texts[t], max_tokens)
 
     out: dict = {}
-    for t in targets:
+    for t in texts:
         base = loss(t)
         row: dict = {"held_out_examples": len(texts[t]), "loss_intact": round(base, 4)}
         for k in neurons:
             own = {v: loss(t, list(top_neurons(p[t], k))) - base for v, p in sets.items()}
             rand = [loss(t, _random_neurons(backbone, k, seed)) - base for seed in range(seeds)]
             others = {
-                o: round(loss(t, list(top_neurons(sets["paper"][o], k))) - base, 4)
-                for o in targets
-                if o != t
+                v: {
+                    o: round(loss(t, list(top_neurons(p[o], k))) - base, 4)
+                    for o in targets
+                    if o != t
+                }
+                for v, p in sets.items()
             }
             if log:
                 log(f"deactivation {t} k={k}: own {own}, random {rand}, others {others}")
@@ -162,6 +167,8 @@ def deactivation(
         "random_seeds": seeds,
         "loss": "mean next-token cross-entropy, nats/token, on held-out benchmark examples",
         "targets": out,
+        # not from a built-in benchmark: no held-out examples, their neurons still zeroed above
+        "without_held_out_examples": [t for t in targets if t not in texts],
     }
 
 

@@ -14,7 +14,10 @@ def summary_md(results: dict) -> str:
     for t, r in results.get("deactivation", {}).get("targets", {}).items():
         for k, v in r.items():
             if k.startswith("k="):
-                own = ", ".join(f"{n} +{x:.3f}" for n, x in v["rise_own_neurons"].items())
+                own = ", ".join(
+                    f"{n} +{x:.2f} (others' +{_mean(v['rise_other_targets_neurons'][n]):.2f})"
+                    for n, x in v["rise_own_neurons"].items()
+                )
                 rows.append(
                     f"| deactivation | {t} | {k}: loss rise, own neurons: {own}; random "
                     f"+{v['rise_random_mean']:.3f} (max +{v['rise_random_max']:.3f}); base "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from nag_assets import checks
 from nag_assets.nag import load_backbone
@@ -183,9 +185,8 @@ def test_deactivation_check_on_held_out_examples(graph: Graph, tiny_model_dir: P
     with pytest.raises(ValueError, match="not a built-in benchmark"):
         checks.held_out(graph.storage, "water", 8)
     backbone = load_backbone(str(tiny_model_dir))
-    out = checks.deactivation(
-        graph.storage, backbone, neurons=[3], seeds=2, examples=8, targets=["arc_easy"]
-    )
+    out = checks.deactivation(graph.storage, backbone, neurons=[3], seeds=2, examples=8)
+    assert set(out["targets"]) == {"arc_easy"} and out["without_held_out_examples"] == ["water"]
     row = out["targets"]["arc_easy"]
     assert row["held_out_examples"] == 8 and np.isfinite(row["loss_intact"])
     k3 = row["k=3"]
@@ -194,6 +195,18 @@ def test_deactivation_check_on_held_out_examples(graph: Graph, tiny_model_dir: P
     assert k3["rise_own_neurons"]["paper"] != 0  # zeroing neurons changes the model
     assert k3["rise_random_max"] >= k3["rise_random_mean"]
     assert all(np.isfinite(v) for v in k3["rise_own_neurons"].values())
+    others = k3["rise_other_targets_neurons"]
+    assert set(others) == set(k3["rise_own_neurons"]) and set(others["k8"]) == {"water"}
+    # water's 3 most frequent neurons per layer, counted here, zeroed in the weights of a copy
+    water = _stored_nags(graph.root, "target_nag", "water")
+    zeroed = copy.deepcopy(backbone)
+    for layer, up in enumerate(zeroed.up_projs):
+        counts = np.bincount(water[:, layer].ravel(), minlength=backbone.d_ff)
+        top = np.argsort(-counts, kind="stable")[:3]
+        with torch.no_grad():
+            up.weight[top, :] = 0
+    rise = checks.lm_loss(zeroed, texts) - row["loss_intact"]
+    assert others["paper"]["water"] == pytest.approx(rise, abs=2e-4)
     # the hooks are gone afterwards: the intact loss comes back
     again = checks.lm_loss(backbone, checks.held_out(graph.storage, "arc_easy", 8))
     assert again == pytest.approx(row["loss_intact"], abs=1e-4)
