@@ -192,7 +192,7 @@ def selected_mixture(
         "_manifest.json",
     )
     storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(), FOLDER, POINTER)
-    _drop_old_versions(storage, version)
+    _drop_old_versions(storage, {version, (pointer or {}).get("version")})
     return StepResult(version, False, facts)
 
 
@@ -301,11 +301,13 @@ def _read_pointer(storage: Storage) -> dict | None:
         return None
 
 
-def _drop_old_versions(storage: Storage, keep: str) -> None:
+def _drop_old_versions(storage: Storage, keep: set) -> None:
+    """Keep the version in force and the one before it (a reader that read the old pointer
+    just before the switch can still read its files); drop the rest, orphans included."""
     base = storage.path(FOLDER)
     for d in storage.fs.ls(base, detail=True):
         name = d["name"].rstrip("/").rsplit("/", 1)[-1]
-        if d.get("type") == "directory" and name != keep:
+        if d.get("type") == "directory" and name not in keep:
             storage.fs.rm(d["name"], recursive=True)
 
 

@@ -91,8 +91,14 @@ def test_mixture_dying_before_its_pointer_leaves_the_previous_one(
     monkeypatch.undo()
     again = _select(store, fraction=0.6)
     assert not again.skipped
-    # the orphan is gone; only the version in force is left
-    assert [p.name for p in (root / "selected_mixture").iterdir() if p.is_dir()] == [again.version]
+    # the version in force and the one before it are left (a reader may still be on it)
+    dirs = sorted(p.name for p in (root / "selected_mixture").iterdir() if p.is_dir())
+    assert dirs == sorted([first.version, again.version])
+    # one switch later the oldest goes, as does any orphan
+    (root / "selected_mixture" / "orphan").mkdir()
+    third = _select(store, fraction=0.4)
+    dirs = sorted(p.name for p in (root / "selected_mixture").iterdir() if p.is_dir())
+    assert dirs == sorted([again.version, third.version])
 
 
 def test_temporary_files_are_never_listed_and_stale_ones_go(tmp_path: Path) -> None:

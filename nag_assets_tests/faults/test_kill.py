@@ -147,6 +147,7 @@ def test_killed_mid_write_keeps_the_previous_version(
     assert [len(c) for c in extraction_calls] == [BIG]  # only the stale shard is redone
     assert _temps(folder) == []
     assert mixture_digest(graph.storage) == expected
-    # one version folder left: the one CURRENT.json names
-    versions = [p.name for p in (root / FOLDER).iterdir() if p.is_dir()]
-    assert versions == [json.loads(store.read_bytes(FOLDER, POINTER))["version"]]
+    # the version CURRENT.json names and the one before it are left, no orphan
+    versions = sorted(p.name for p in (root / FOLDER).iterdir() if p.is_dir())
+    now = json.loads(store.read_bytes(FOLDER, POINTER))["version"]
+    assert versions == sorted([now, json.loads(old_pointer)["version"]])
