@@ -205,12 +205,17 @@ def _shard_meta(store, facts: dict) -> dict[str, dict]:
     return out
 
 
+def partition_link(asset: str, key: str) -> str:
+    return f"../assets/{asset}?view=partitions&partition={quote(key)}"
+
+
 def _inputs_md(facts: dict, shard_meta: dict[str, dict]) -> str:
     """A table linking to the target_nag and shard_nag partitions used, with the data version
-    of each (what their materializations recorded)."""
+    of each (what their materializations recorded). Links are relative (`../assets/...`), so
+    they resolve from the asset and run pages, under any `--path-prefix`."""
 
     def row(asset: str, key: str, version: str | None) -> str:
-        link = f"[{key}](/assets/{asset}?view=partitions&partition={quote(key)})"
+        link = f"[{key}]({partition_link(asset, key)})"
         return f"| {asset} | {link} | `{version or '?'}` |"
 
     rows = [row("target_nag", t, v) for t, v in facts["target_versions"].items()]

@@ -90,9 +90,10 @@ def test_mixture_page_shows_what_was_picked_and_why(
     with _instance(site) as instance:
         for asset, keys in (("target_nag", TARGETS), ("shard_nag", SHARD_KEYS)):
             for key in keys:
-                href = f"/assets/{asset}?view=partitions&partition={key}"
+                # relative in the page, resolving to the partition's page
+                href = f"{ui.url}/assets/{asset}?view=partitions&partition={key}"
                 links = browser.execute_script(
-                    "return [...document.querySelectorAll('a')].map(a => a.getAttribute('href'))"
+                    "return [...document.querySelectorAll('a')].map(a => a.href)"
                 )
                 assert href in links, f"no link to {asset}[{key}]"
                 assert _data_version(instance, asset, key) in text, f"{asset}[{key}] version"
