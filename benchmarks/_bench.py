@@ -172,7 +172,7 @@ class BackboneMeter:
     """Counts what reaches the backbone while the graph runs in this process: texts and
     tokens handed to NAG extraction, forward passes (one per batch), and the seconds spent
     in extraction (tokenizing included), by wrapping `nag_assets.pipeline.common.extract_nags`
-    (what every step calls) and `nag_assets.nag.extract._batch_nags` (one forward pass)."""
+    (what every step calls) and `nag_assets.nag.extract._batch_impact` (one forward pass)."""
 
     def __init__(self):
         self.texts = self.tokens = self.forwards = self.calls = 0
@@ -184,9 +184,9 @@ class BackboneMeter:
 
         self._patched = [
             (common, "extract_nags", common.extract_nags),
-            (extract, "_batch_nags", extract._batch_nags),
+            (extract, "_batch_impact", extract._batch_impact),
         ]
-        inner_extract, inner_batch = common.extract_nags, extract._batch_nags
+        inner_extract, inner_batch = common.extract_nags, extract._batch_impact
 
         def extract_nags(backbone, texts, *args, **kwargs):
             start = time.perf_counter()
@@ -203,7 +203,7 @@ class BackboneMeter:
             self.forwards += 1
             return inner_batch(*args, **kwargs)
 
-        common.extract_nags, extract._batch_nags = extract_nags, batch_nags
+        common.extract_nags, extract._batch_impact = extract_nags, batch_nags
         return self
 
     def __exit__(self, *exc) -> None:

@@ -169,6 +169,7 @@ def test_pool_sensor_on_s3(graph: StorageGraph, s3: S3, local_inputs: Path) -> N
         .is_in(changed["id"].to_list())
         .all()
     )
+    middle = json.loads(graph.storage.read_bytes(FOLDER, POINTER))["version"]
 
     # removing an object removes its partition and rebuilds the mixture without it
     s3.client.delete_object(Bucket=bucket, Key=f"{PREFIX}/shards/wiki-002.parquet")
@@ -179,9 +180,9 @@ def test_pool_sensor_on_s3(graph: StorageGraph, s3: S3, local_inputs: Path) -> N
     pointer = json.loads(graph.storage.read_bytes(FOLDER, POINTER))
     assert pointer["version"] != old_version
     assert set(read_mixture(graph.storage)["shard"]) <= {"wiki-000", "wiki-001"}
-    # one version left in the bucket: the one the pointer names
+    # left in the bucket: the version the pointer names and the one before it, not older
     versions = {k.split("/")[1] for k in s3.keys(bucket, PREFIX) if k.startswith(f"{FOLDER}/")}
-    assert versions == {POINTER, pointer["version"]}
+    assert versions == {POINTER, middle, pointer["version"]} and old_version not in versions
 
 
 def test_object_replaced_while_read_is_read_again_whole(
