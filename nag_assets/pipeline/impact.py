@@ -17,7 +17,7 @@ import numpy as np
 from nag_assets.nag import Backbone, neuron_baseline
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.sources.files import InputError, read_documents
-from nag_assets.sources.wiki import load_wiki_leads
+from nag_assets.sources.wiki import load_wiki_leads, spread
 from nag_assets.storage import Storage, digest
 
 FOLDER = "assets/impact_baseline"
@@ -29,9 +29,8 @@ def sample_texts(storage: Storage, sample: str) -> tuple[list[str], str]:
     """(texts, version) of the impact sample: 256 Wikipedia leads spread over the alphabet,
     or the documents of a parquet/JSONL file (relative to the root, or a URL)."""
     if sample == EMBEDDED:
-        leads = load_wiki_leads()
-        texts = leads["text"].gather_every(max(1, leads.height // EMBEDDED_DOCS))
-        return texts.head(EMBEDDED_DOCS).to_list(), digest(EMBEDDED, EMBEDDED_DOCS)
+        texts = spread(load_wiki_leads(), EMBEDDED_DOCS)["text"].to_list()
+        return texts, digest(EMBEDDED, EMBEDDED_DOCS)
     name = sample.rsplit("/", 1)[-1]
     try:
         if "://" in sample or sample.startswith("/"):

@@ -85,6 +85,12 @@ def load_wiki_leads(limit: int | None = None) -> pl.DataFrame:
     return df if limit is None else df.head(limit)
 
 
+def spread(df: pl.DataFrame, n: int) -> pl.DataFrame:
+    """n rows spread evenly over the table (every k-th): a sample across the alphabet, not
+    the titles that start with A and B."""
+    return df.gather_every(max(1, df.height // max(n, 1))).head(n)
+
+
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
     """Write to a temp file beside ``path`` then rename, so readers never see a partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

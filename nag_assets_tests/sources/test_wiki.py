@@ -90,3 +90,13 @@ def test_write_shards_overwrites_and_rejects_zero(tmp_path: Path, leads: pl.Data
     assert pl.read_parquet(path).height == 3
     with pytest.raises(ValueError, match="n_shards"):
         write_shards(leads, tmp_path, 0)
+
+
+def test_spread_takes_every_kth_lead(leads: pl.DataFrame) -> None:
+    from nag_assets.sources.wiki import spread
+
+    picked = spread(leads, 100)
+    step = leads.height // 100
+    assert picked["id"].to_list() == leads["id"].to_list()[: 100 * step : step]
+    assert picked["title"][0][0] != picked["title"][-1][0]  # not one letter of the alphabet
+    assert spread(leads.head(5), 10).equals(leads.head(5))
