@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta, target_nags
-from nag_assets.nag import Backbone, build_profile, top_neurons
-from nag_assets.nag.profile import contrastive_profile
-from nag_assets.pipeline.targets import DATASET
+from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta
+from nag_assets.nag import Backbone, top_neurons
+from nag_assets.pipeline.baselines import contrastive_profiles
+from nag_assets.pipeline.targets import DATASET, load_profile
 from nag_assets.sources.benchmarks import load_benchmark
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
@@ -89,13 +89,11 @@ def lm_loss(backbone: Backbone, texts: list[str], max_tokens: int = 120, batch: 
 def profile_sets(storage: Storage, targets: list[str], usable: dict) -> dict[str, dict]:
     """{variant: {target: profile}}: the paper's and the contrastive profile from the stored
     NAGs, and any variant the `variants` check stored for these very target versions."""
-    d_ff, k = (target_meta(storage, targets[0])[x] for x in ("d_ff", "top_k"))
-    paper = {t: build_profile(target_nags(storage, t), d_ff) for t in targets}
-    nags = pool_nags(storage, sorted(usable))[0]
-    pool = build_profile(nags, d_ff)
+    pool = pool_nags(storage, sorted(usable))[0]
+    contrastive = contrastive_profiles(storage, targets, [pool])
     out = {
-        "paper": paper,
-        "contrastive": {t: contrastive_profile(p, pool, len(nags), k) for t, p in paper.items()},
+        "paper": {t: load_profile(storage, t)[0] for t in targets},
+        "contrastive": dict(zip(targets, contrastive)),
     }
     try:
         index = json.loads(storage.read_bytes(*VARIANT_INDEX))
