@@ -89,12 +89,11 @@ def lm_loss(backbone: Backbone, texts: list[str], max_tokens: int = 120, batch: 
 def profile_sets(storage: Storage, targets: list[str], usable: dict) -> dict[str, dict]:
     """{variant: {target: profile}}: the paper's and the contrastive profile from the stored
     NAGs, and any variant the `variants` check stored for these very target versions."""
+    paper = {t: load_profile(storage, t)[0] for t in targets}
+    k = target_meta(storage, targets[0])["top_k"]
     pool = pool_nags(storage, sorted(usable))[0]
-    contrastive = contrastive_profiles(storage, targets, [pool])
-    out = {
-        "paper": {t: load_profile(storage, t)[0] for t in targets},
-        "contrastive": dict(zip(targets, contrastive)),
-    }
+    contrastive = contrastive_profiles(list(paper.values()), [pool], k)
+    out = {"paper": paper, "contrastive": dict(zip(targets, contrastive))}
     try:
         index = json.loads(storage.read_bytes(*VARIANT_INDEX))
     except FileNotFoundError:

@@ -27,8 +27,8 @@ from nag_assets.checks.deactivation import VARIANT_INDEX
 from nag_assets.checks.stability import subsample
 from nag_assets.nag import Backbone, build_profile, concentration, extract_impacts, score_many
 from nag_assets.nag.extract import nags_from_impacts
-from nag_assets.nag.profile import contrastive_profile, neuron_use
-from nag_assets.pipeline.baselines import shard_texts, target_texts
+from nag_assets.nag.profile import neuron_use
+from nag_assets.pipeline.baselines import contrastive_profiles, shard_texts, target_texts
 from nag_assets.pipeline.mixture import RANK_SEP
 from nag_assets.pipeline.shards import SCORES
 from nag_assets.sources.files import InputError
@@ -140,11 +140,8 @@ class _Impacts:
     def profiles(self, v: Variant, pool: np.ndarray, tnags: dict) -> dict[str, np.ndarray]:
         profiles = {t: build_profile(x, self.d_ff) for t, x in tnags.items()}
         if v.profile == "contrastive":
-            pool_profile = build_profile(pool, self.d_ff)
-            profiles = {
-                t: contrastive_profile(p, pool_profile, len(pool), v.top_k)
-                for t, p in profiles.items()
-            }
+            contrastive = contrastive_profiles(list(profiles.values()), [pool], v.top_k)
+            profiles = dict(zip(profiles, contrastive))
         return profiles
 
 

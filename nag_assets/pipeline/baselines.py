@@ -116,7 +116,10 @@ def _compute(storage, ranker, keys, todo, score_meta, targets, texts_of, version
         centroids = [rankers.embedding.centroid(embedder.encode(texts_of[t][0])) for t in targets]
     if ranker == rankers.NAG_CONTRASTIVE:
         pool_nags = {s: shard_nags(storage, s, base[s]["id"].to_list()) for s in keys}
-        profiles = contrastive_profiles(storage, targets, list(pool_nags.values()))
+        loaded = [load_profile(storage, t) for t in targets]
+        profiles = contrastive_profiles(
+            [p for p, _ in loaded], list(pool_nags.values()), loaded[0][1]["top_k"]
+        )
     for s in todo:
         ids = base[s]["id"].to_list()
         if ranker == rankers.NAG_CONTRASTIVE:
@@ -149,19 +152,12 @@ def shard_nags(storage: Storage, shard: str, ids: list[str]) -> np.ndarray:
     return nags_of(table, meta)
 
 
-def contrastive_profiles(storage: Storage, targets: list[str], pool: list[np.ndarray]):
-    """(T, L, d_ff) the targets' contrastive profiles against the pool's NAG frequencies."""
+def contrastive_profiles(profiles: list[np.ndarray], pool: list[np.ndarray], k: int):
+    """(T, L, d_ff) the targets' contrastive profiles against the pool's NAG frequencies
+    (`pool`: the NAGs of each shard, or of the pool in one array)."""
     pool_nags = np.concatenate(pool)
-    first = load_profile(storage, targets[0])[1]
-    pool_profile = build_profile(pool_nags, first["d_ff"])
-    return np.stack(
-        [
-            contrastive_profile(
-                load_profile(storage, t)[0], pool_profile, len(pool_nags), first["top_k"]
-            )
-            for t in targets
-        ]
-    )
+    pool_profile = build_profile(pool_nags, profiles[0].shape[1])
+    return np.stack([contrastive_profile(p, pool_profile, len(pool_nags), k) for p in profiles])
 
 
 def _doc_embeddings(storage, embedder, shard: str, ids: list[str], sha: str) -> np.ndarray:

@@ -10,6 +10,7 @@ incremental runs stay incremental. Point `impact_sample` at a file of your own p
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import fsspec
 import numpy as np
@@ -28,10 +29,17 @@ EMBEDDED_DOCS = 256
 def sample_texts(storage: Storage, sample: str) -> tuple[list[str], str]:
     """(texts, version) of the impact sample: 256 Wikipedia leads spread over the alphabet,
     or the documents of a parquet/JSONL file (relative to the root, or a URL)."""
+    version, texts = _sample(storage, sample)
+    return texts(), version
+
+
+def _sample(storage: Storage, sample: str) -> tuple[str, Callable[[], list[str]]]:
+    """(version, texts loader): every step needs the version for its fingerprint, only the
+    one that computes the baseline needs the texts parsed."""
     if sample == EMBEDDED:
-        texts = spread(load_wiki_leads(), EMBEDDED_DOCS)["text"].to_list()
-        return texts, digest(EMBEDDED, EMBEDDED_DOCS)
-    name = sample.rsplit("/", 1)[-1]
+        return digest(EMBEDDED, EMBEDDED_DOCS), lambda: spread(load_wiki_leads(), EMBEDDED_DOCS)[
+            "text"
+        ].to_list()
     try:
         if "://" in sample or sample.startswith("/"):
             with fsspec.open(sample, "rb") as f:
@@ -42,10 +50,14 @@ def sample_texts(storage: Storage, sample: str) -> tuple[list[str], str]:
         raise InputError(f"impact_sample {sample!r}: cannot read it ({e})") from e
     if not data:
         raise InputError(f"impact_sample {sample!r}: no such file, or it is empty")
-    docs = read_documents(data, name, "impact_sample")
-    if docs.height == 0:
-        raise InputError(f"impact_sample {sample!r}: the file holds no documents")
-    return docs["text"].to_list(), hashlib.sha256(data).hexdigest()[:32]
+
+    def texts() -> list[str]:
+        docs = read_documents(data, sample.rsplit("/", 1)[-1], "impact_sample")
+        if docs.height == 0:
+            raise InputError(f"impact_sample {sample!r}: the file holds no documents")
+        return docs["text"].to_list()
+
+    return hashlib.sha256(data).hexdigest()[:32], texts
 
 
 def impact_baseline(
@@ -54,7 +66,7 @@ def impact_baseline(
     """(baseline or None for raw impact, the NAG fingerprint these settings give)."""
     if settings.impact == "raw":
         return None, settings.fingerprint(backbone)
-    texts, sample_version = sample_texts(storage, settings.impact_sample)
+    sample_version, texts = _sample(storage, settings.impact_sample)
     fp = settings.fingerprint(backbone, sample_version)
     name = f"{digest(backbone.fingerprint, settings.max_tokens, sample_version)}.npy"
     try:
@@ -62,7 +74,7 @@ def impact_baseline(
     except FileNotFoundError:
         pass
     baseline = neuron_baseline(
-        backbone, texts, settings.max_tokens, settings.batch_size, progress or False
+        backbone, texts(), settings.max_tokens, settings.batch_size, progress or False
     )
     storage.write_npy(baseline, FOLDER, name)
     return baseline, fp
