@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-import nag_assets.pipeline.common as pipeline_common
+import nag_assets.nag.extract as extract
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,13 +21,14 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture
 def extraction_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The texts of every backbone forward call (extract_nags) made while the test runs."""
+    """The texts of every backbone pass made while the test runs: extract_nags,
+    extract_impacts and neuron_baseline all run the backbone through `extract._Run`."""
     calls: list[list[str]] = []
-    real = pipeline_common.extract_nags
+    real = extract._Run.__init__
 
-    def counting(backbone, texts, *args, **kwargs):
+    def counting(self, backbone, texts, *args, **kwargs):
         calls.append(list(texts))
-        return real(backbone, texts, *args, **kwargs)
+        real(self, backbone, texts, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_common, "extract_nags", counting)
+    monkeypatch.setattr(extract._Run, "__init__", counting)
     return calls

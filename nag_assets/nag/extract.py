@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from nag_assets.nag.adapters import tapped
 from nag_assets.nag.backbone import Backbone
 
 Progress = Callable[[int, int, int], None]  # (texts done, texts total, tokens done)
@@ -145,7 +146,7 @@ class _Run:
         """Yield (rows, impact (B, L, d_ff) float32 on the backbone's device)."""
         report = _reporter(progress, len(self.order))
         done_tokens = 0
-        with _UpProjTaps(self.backbone) as taps, torch.inference_mode():
+        with _NeuronTaps(self.backbone) as taps, torch.inference_mode():
             for start in range(0, len(self.order), self.batch):
                 rows = self.order[start : start + self.batch]
                 yield rows, _batch_impact(self.backbone, taps, [self.ids[i] for i in rows])
@@ -153,13 +154,20 @@ class _Run:
                 report(min(start + self.batch, len(self.order)), len(self.order), done_tokens)
 
 
-def _batch_impact(backbone: Backbone, taps: _UpProjTaps, batch: list[list[int]]) -> torch.Tensor:
+def right_padded(batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, mask) (B, width), right-padded with 0: with causal attention real tokens
+    never see a pad, so no attention mask is needed and a text's output is batch-independent."""
     width = max(len(x) for x in batch)
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.float32)
     for r, x in enumerate(batch):
         input_ids[r, : len(x)] = torch.tensor(x)
         mask[r, : len(x)] = 1.0
+    return input_ids, mask
+
+
+def _batch_impact(backbone: Backbone, taps: _NeuronTaps, batch: list[list[int]]) -> torch.Tensor:
+    input_ids, mask = right_padded(batch)
     mask = mask.to(backbone.device)
     taps.start(mask / mask.sum(1, keepdim=True))
     with contextlib.suppress(_Stop):
@@ -167,14 +175,15 @@ def _batch_impact(backbone: Backbone, taps: _UpProjTaps, batch: list[list[int]])
     return torch.stack(taps.impacts, dim=1)  # (B, L, d_ff)
 
 
-class _UpProjTaps:
-    """Forward hooks that turn each up-projection output into per-text mean |activation|."""
+class _NeuronTaps:
+    """Forward hooks (through the backbone's adapter) that turn each layer's neuron output
+    into per-text mean |activation|."""
 
     def __init__(self, backbone: Backbone):
         self.modules = backbone.up_projs
-        self.handles: list = []
         self.weights: torch.Tensor | None = None
         self.impacts: list[torch.Tensor] = []
+        self._taps = contextlib.ExitStack()
 
     def start(self, weights: torch.Tensor) -> None:
         self.weights = weights[:, None, :]  # (B, 1, T): 1/len on real tokens, 0 on padding
@@ -189,16 +198,14 @@ class _UpProjTaps:
 
         return hook
 
-    def __enter__(self) -> _UpProjTaps:
+    def __enter__(self) -> _NeuronTaps:
         n = len(self.modules)
-        self.handles = [
-            m.register_forward_hook(self._hook(i == n - 1)) for i, m in enumerate(self.modules)
-        ]
+        hooks = [self._hook(i == n - 1) for i in range(n)]
+        self._taps.enter_context(tapped(self.modules, hooks))
         return self
 
     def __exit__(self, *exc) -> None:
-        for h in self.handles:
-            h.remove()
+        self._taps.close()
 
 
 def _reporter(progress: bool | Progress, total: int) -> Progress:
