@@ -35,10 +35,9 @@ import torch
 from nag_assets.checks import benchmark_of, ready
 from nag_assets.checks.agreement import ranker_selections, ranker_table
 from nag_assets.checks.variants import FOLDER as VARIANTS
-from nag_assets.pipeline.mixture import RANK_SEP
+from nag_assets.pipeline.layout import RANK_SEP, TARGET_DATASET, table
 from nag_assets.pipeline.shards import read_shard
-from nag_assets.pipeline.targets import DATASET
-from nag_assets.rankers import RANKERS
+from nag_assets.rankers import names as ranker_names
 from nag_assets.sources import benchmarks as bench
 from nag_assets.sources.files import read_documents
 from nag_assets.storage import Storage
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--selections",
-        default=",".join(RANKERS),
+        default=",".join(ranker_names()),
         help="rankers, and variant:NAME for selections the variants check stored "
         "(e.g. nag,variant:normalized,variant:k20)",
     )
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     picks = ranked_texts(storage, targets, usable, args.fraction, names)
     items = {}
     for t in targets:
-        used = set(storage.read_parquet(DATASET, f"{t}.parquet")["id"].to_list())
+        used = set(storage.read_parquet(*table(TARGET_DATASET, t))["id"].to_list())
         items[t] = mc_items(benchmark_of(storage, t), used, args.eval)
     # a compact vocabulary: the ids every text here uses; 0 is end-of-document / unknown
     all_texts = [x for r in picks.values() for ts in r.values() for x in ts]

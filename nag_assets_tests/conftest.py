@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,14 +22,25 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture
 def extraction_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The texts of every backbone pass made while the test runs: extract_nags,
-    extract_impacts and neuron_baseline all run the backbone through `extract._Run`."""
+    """The texts of every backbone pass the package makes while the test runs: extract_nags,
+    extract_impacts and neuron_baseline all run the backbone through `extract._Run` (a test's
+    own calls, to compute expectations, are not counted)."""
     calls: list[list[str]] = []
     real = extract._Run.__init__
 
     def counting(self, backbone, texts, *args, **kwargs):
-        calls.append(list(texts))
+        if _called_by_the_package():
+            calls.append(list(texts))
         real(self, backbone, texts, *args, **kwargs)
 
     monkeypatch.setattr(extract._Run, "__init__", counting)
     return calls
+
+
+def _called_by_the_package() -> bool:
+    """Whether the first caller outside `nag.extract` is package code, not a test."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") == extract.__name__:
+        frame = frame.f_back
+    name = frame.f_globals.get("__name__", "") if frame else ""
+    return name.startswith("nag_assets.")

@@ -7,23 +7,23 @@ from collections.abc import Sequence
 import polars as pl
 
 from nag_assets.checks.common import jaccard, ready, selections
-from nag_assets.pipeline import baselines
-from nag_assets.pipeline.mixture import RANK_SEP
+from nag_assets.pipeline import ranker_scores
+from nag_assets.pipeline.layout import rank_ids, table
 from nag_assets.rankers import BASELINES, Embedder
 from nag_assets.storage import Storage
 
 
 def ranker_table(storage: Storage, ranker: str, usable: dict, targets: list[str], **kw):
     """One ranker's scores over the usable shards: id, tokens, a column per target, rank."""
-    metas = baselines.baseline_scores(storage, ranker, usable, targets, **kw)
-    folder = baselines.score_folder(ranker)
+    footers = ranker_scores.ranker_scores(storage, ranker, usable, targets, **kw)
+    folder = ranker_scores.score_folder(ranker)
     return pl.concat(
         [
-            storage.read_parquet(folder, f"{s}.parquet").with_columns(
-                rank=pl.col("id") + f"{RANK_SEP}{s}"
+            (df := storage.read_parquet(*table(folder, s))).with_columns(
+                rank=pl.Series(rank_ids(df["id"], s))
             )
             for s in sorted(usable)
-            if metas[s]
+            if footers[s]
         ]
     )
 

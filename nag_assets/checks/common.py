@@ -9,9 +9,8 @@ import numpy as np
 
 from nag_assets.nag import select_under_budget
 from nag_assets.pipeline.common import nags_of
-from nag_assets.pipeline.mixture import RANK_SEP, scored_shards
-from nag_assets.pipeline.shards import NAG as SHARD_NAG
-from nag_assets.pipeline.targets import NAG as TARGET_NAG
+from nag_assets.pipeline.layout import SHARD_NAG, TARGET_NAG, NagFooter, rank_ids, table
+from nag_assets.pipeline.mixture import scored_shards
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
@@ -29,7 +28,7 @@ def ready(storage: Storage, targets: list[str] | None = None) -> tuple[list[str]
             for f in storage.list_files(TARGET_NAG)
             if f.name.endswith(".parquet")
         )
-    targets = [t for t in targets if storage.read_meta(TARGET_NAG, f"{t}.parquet")]
+    targets = [t for t in targets if storage.read_meta(*table(TARGET_NAG, t))]
     if not targets:
         raise InputError(f"no target_nag under {storage.url(TARGET_NAG)}: run the graph first")
     shards = sorted(
@@ -43,25 +42,26 @@ def ready(storage: Storage, targets: list[str] | None = None) -> tuple[list[str]
     return targets, usable
 
 
-def target_meta(storage: Storage, target: str) -> dict:
-    return storage.read_meta(TARGET_NAG, f"{target}.parquet")
+def target_meta(storage: Storage, target: str) -> NagFooter:
+    """The footer of a target's target_nag (the caller knows it is there: `ready`)."""
+    return NagFooter.read(storage, TARGET_NAG, target)
 
 
 def pool_nags(storage: Storage, shards: Sequence[str]):
     """(NAGs (n, L, K), tokens, rank ids "id<SEP>shard") of the pool, shard by shard."""
     nags, tokens, ids = [], [], []
     for s in shards:
-        meta = storage.read_meta(SHARD_NAG, f"{s}.parquet")
-        df = storage.read_parquet(SHARD_NAG, f"{s}.parquet")
-        nags.append(nags_of(df, meta))
+        footer = NagFooter.read(storage, SHARD_NAG, s)
+        df = storage.read_parquet(*table(SHARD_NAG, s))
+        nags.append(nags_of(df, footer))
         tokens.append(df["tokens"].to_numpy())
-        ids.append((df["id"] + f"{RANK_SEP}{s}").to_numpy())
+        ids.append(rank_ids(df["id"], s))
     return np.concatenate(nags), np.concatenate(tokens), np.concatenate(ids)
 
 
 def target_nags(storage: Storage, target: str) -> np.ndarray:
     meta = target_meta(storage, target)
-    return nags_of(storage.read_parquet(TARGET_NAG, f"{target}.parquet"), meta)
+    return nags_of(storage.read_parquet(*table(TARGET_NAG, target)), meta)
 
 
 def selections(

@@ -15,8 +15,9 @@ from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta
 from nag_assets.nag import Backbone, top_neurons
 from nag_assets.nag.adapters import zeroed as zeroed_modules
 from nag_assets.nag.extract import right_padded
-from nag_assets.pipeline.baselines import contrastive_profiles
-from nag_assets.pipeline.targets import DATASET, load_profile
+from nag_assets.nag.profile import contrastive_profiles
+from nag_assets.pipeline.layout import TARGET_DATASET, table
+from nag_assets.pipeline.targets import load_profile
 from nag_assets.sources.benchmarks import load_benchmark
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
@@ -29,7 +30,7 @@ def held_out(storage: Storage, target: str, n: int) -> list[str]:
     bench = benchmark_of(storage, target)
     if bench is None:
         raise InputError(f"target {target!r} is not a built-in benchmark: no held-out examples")
-    used = storage.read_parquet(DATASET, f"{target}.parquet")
+    used = storage.read_parquet(*table(TARGET_DATASET, target))
     df = load_benchmark(bench, limit=used.height + n)
     return df.filter(~pl.col("id").is_in(used["id"].implode()))["text"].head(n).to_list()
 
@@ -65,7 +66,7 @@ def profile_sets(storage: Storage, targets: list[str], usable: dict) -> dict[str
     """{variant: {target: profile}}: the paper's and the contrastive profile from the stored
     NAGs, and any variant the `variants` check stored for these very target versions."""
     paper = {t: load_profile(storage, t)[0] for t in targets}
-    k = target_meta(storage, targets[0])["top_k"]
+    k = target_meta(storage, targets[0]).top_k
     pool = pool_nags(storage, sorted(usable))[0]
     contrastive = contrastive_profiles(list(paper.values()), [pool], k)
     out = {"paper": paper, "contrastive": dict(zip(targets, contrastive))}
@@ -73,7 +74,7 @@ def profile_sets(storage: Storage, targets: list[str], usable: dict) -> dict[str
         index = json.loads(storage.read_bytes(*VARIANT_INDEX))
     except FileNotFoundError:
         return out
-    versions = {t: target_meta(storage, t)["version"] for t in targets}
+    versions = {t: target_meta(storage, t).version for t in targets}
     if all(index["target_versions"].get(t) == v for t, v in versions.items()):
         for name in index["variants"]:
             if name not in out:
@@ -97,7 +98,7 @@ def deactivation(
     own target more), and with K random ones per layer off (mean and max over seeds)."""
     targets, usable = ready(storage, targets)
     tmeta = target_meta(storage, targets[0])
-    if (tmeta["d_ff"], tmeta["layers"]) != (backbone.d_ff, backbone.num_layers):
+    if (tmeta.d_ff, tmeta.layers) != (backbone.d_ff, backbone.num_layers):
         raise InputError("the stored NAGs were made with another backbone")
     sets = profile_sets(storage, targets, usable)
     texts = {t: held_out(storage, t, examples) for t in targets if benchmark_of(storage, t)}

@@ -23,7 +23,7 @@ def stability(
     targets, usable = ready(storage, targets)
     nags, tokens, ids = pool_nags(storage, sorted(usable))
     by_target = {t: target_nags(storage, t) for t in targets}
-    d_ff = target_meta(storage, targets[0])["d_ff"]
+    d_ff = target_meta(storage, targets[0]).d_ff
 
     def select(subsets: dict[str, np.ndarray]) -> dict[str, set]:
         profiles = np.stack([build_profile(subsets[t], d_ff) for t in targets])

@@ -27,10 +27,9 @@ from nag_assets.checks.deactivation import VARIANT_INDEX
 from nag_assets.checks.stability import subsample
 from nag_assets.nag import Backbone, build_profile, concentration, extract_impacts, score_many
 from nag_assets.nag.extract import nags_from_impacts
-from nag_assets.nag.profile import neuron_use
-from nag_assets.pipeline.baselines import contrastive_profiles, shard_texts, target_texts
-from nag_assets.pipeline.mixture import RANK_SEP
-from nag_assets.pipeline.shards import SCORES
+from nag_assets.nag.profile import contrastive_profiles, neuron_use
+from nag_assets.pipeline.layout import SHARD_SCORES, rank_ids, table
+from nag_assets.pipeline.ranker_scores import shard_texts, target_texts
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
 
@@ -69,36 +68,42 @@ def variants(
     """Each variant's figures (see the module docstring); `examples`: the stability subset."""
     targets, usable = ready(storage, targets)
     meta = target_meta(storage, targets[0])
-    if (meta["d_ff"], meta["layers"]) != (backbone.d_ff, backbone.num_layers):
+    if (meta.d_ff, meta.layers) != (backbone.d_ff, backbone.num_layers):
         raise InputError("the stored NAGs were made with another backbone")
     ids, tokens, texts = _pool(storage, usable, max_docs)
     examples_of = {t: target_texts(storage, t)[0] for t in targets}
     every = texts + [x for t in targets for x in examples_of[t]]
-    impacts, lengths = extract_impacts(
-        backbone, every, meta.get("max_tokens", 120), batch_size, progress
-    )
-    n = len(texts)
-    runs = _Impacts(impacts, lengths, n, targets, [len(examples_of[t]) for t in targets])
+    impacts, lengths = extract_impacts(backbone, every, meta.max_tokens, batch_size, progress)
+    runs = _Impacts(impacts, lengths, len(texts), targets, [len(examples_of[t]) for t in targets])
     out: dict = {}
     picks: dict[str, dict[str, set]] = {}
-    for name, v in variant_set(meta["top_k"], ks).items():
+    for name, v in variant_set(meta.top_k, ks).items():
         pool, tnags = runs.nags(v)
         profiles = runs.profiles(v, pool, tnags)
         scores = score_many(pool, np.stack([profiles[t] for t in targets]))
         picks[name] = selections(scores, tokens, ids, targets, fraction)
         _store(storage, name, profiles, picks[name], scores, ids, targets)
-        pool_data = (pool, tnags, tokens, ids)
-        out[name] = {
-            **asdict(v),
-            **neuron_use(pool),
-            "profile_concentration": {
-                t: round(concentration(p, v.top_k), 4) for t, p in profiles.items()
-            },
-            "between_targets_jaccard": _between(picks[name], targets),
-            f"stability_jaccard_{examples}_examples": _stability(
-                runs, v, picks[name], pool_data, fraction, examples, seeds
-            ),
-        }
+        stability = _stability(runs, v, picks[name], (pool, tnags, tokens, ids), fraction,
+                               examples, seeds)  # fmt: skip
+        out[name] = _figures(v, pool, profiles, picks[name], targets, examples, stability)
+    return _report(storage, out, picks, targets, fraction, len(texts), backbone.d_ff)
+
+
+def _figures(v: Variant, pool, profiles, picks, targets, examples: int, stability) -> dict:
+    return {
+        **asdict(v),
+        **neuron_use(pool),
+        "profile_concentration": {
+            t: round(concentration(p, v.top_k), 4) for t, p in profiles.items()
+        },
+        "between_targets_jaccard": _between(picks, targets),
+        f"stability_jaccard_{examples}_examples": stability,
+    }
+
+
+def _report(storage: Storage, out: dict, picks, targets, fraction, n: int, d_ff: int) -> dict:
+    """Each variant's overlap with `paper` (the `nag` ranker's profile); the variant index
+    the deactivation check reads."""
     for name in out:
         out[name]["jaccard_with_paper"] = {
             t: round(jaccard(picks[name][t], picks["paper"][t]), 4) for t in targets
@@ -107,7 +112,7 @@ def variants(
         "variants": {
             name: {k: out[name][k] for k in ("impact", "top_k", "profile")} for name in out
         },
-        "target_versions": {t: target_meta(storage, t)["version"] for t in targets},
+        "target_versions": {t: target_meta(storage, t).version for t in targets},
     }
     storage.write_bytes(json.dumps(index, indent=1).encode(), *VARIANT_INDEX)
     return {
@@ -115,7 +120,7 @@ def variants(
         "fraction": fraction,
         "pool_documents": n,
         "targets": targets,
-        "d_ff": backbone.d_ff,
+        "d_ff": d_ff,
         "variants": out,
     }
 
@@ -168,10 +173,10 @@ def _pool(storage: Storage, usable: dict, max_docs: int):
     """(rank ids, tokens, texts) of the scored pool, or of every k-th document if larger."""
     ids, tokens, texts = [], [], []
     for s in sorted(usable):
-        df = storage.read_parquet(SCORES, f"{s}.parquet").select("id", "tokens")
-        ids += [f"{i}{RANK_SEP}{s}" for i in df["id"]]
+        df = storage.read_parquet(*table(SHARD_SCORES, s)).select("id", "tokens")
+        ids += rank_ids(df["id"], s).tolist()
         tokens.append(df["tokens"].to_numpy())
-        texts += shard_texts(storage, s, df["id"].to_list(), usable[s]["sha256"])
+        texts += shard_texts(storage, s, df["id"].to_list(), usable[s].sha256)
     keep = np.arange(len(ids))[:: max(1, -(-len(ids) // max_docs))]
     tokens_all = np.concatenate(tokens)
     return np.asarray(ids)[keep], tokens_all[keep], [texts[i] for i in keep]

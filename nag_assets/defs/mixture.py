@@ -14,7 +14,10 @@ from nag_assets.defs.resources import StorageResource
 from nag_assets.defs.shards import shard_scores
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
-from nag_assets.pipeline.shards import SCORES
+from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
+from nag_assets.rankers import DEFAULT, names
+
+RankerName = Literal[names()]  # every ranker of the registry, as a choice in the launchpad
 
 
 class MixtureConfig(dg.Config):
@@ -35,8 +38,8 @@ class MixtureConfig(dg.Config):
         description="Keep a document once even if several targets chose it (under the first "
         "target); off: once per target, as in the paper.",
     )
-    ranker: Literal["nag", "nag_contrastive", "random", "dsir", "embedding"] = Field(
-        default="nag",
+    ranker: RankerName = Field(  # type: ignore[valid-type]
+        default=DEFAULT,
         description="What ranks the documents: nag (NAG-based Ranking, the default), "
         "nag_contrastive (NAG against each neuron's target frequency relative to the pool's), "
         "or a baseline with the same targets, shards, budget and output: random (seeded uniform), "
@@ -166,8 +169,8 @@ def _several_table(store, facts: dict) -> dg.MetadataValue:
     scores: dict[tuple[str, str], dict] = {}
     for shard in sorted({s for s, _, _ in sample}):
         ids = [i for s, i, _ in sample if s == shard]
-        folder = facts.get("score_folder", SCORES)  # the ranker's scores
-        df = store.read_parquet(folder, f"{shard}.parquet").filter(pl.col("id").is_in(ids))
+        folder = facts.get("score_folder", SHARD_SCORES)  # the ranker's scores
+        df = store.read_parquet(*table(folder, shard)).filter(pl.col("id").is_in(ids))
         for row in df.select("id", *[t for t in targets if t in df.columns]).iter_rows(named=True):
             scores[(shard, row.pop("id"))] = row
     rows = [
@@ -200,8 +203,8 @@ def _shard_meta(store, facts: dict) -> dict[str, dict]:
     used (a newer scoring may have replaced it since)."""
     out = {}
     for s, version in facts["shards"].items():
-        meta = store.read_meta(SCORES, f"{s}.parquet") or {}
-        out[s] = meta if meta.get("version") == version else {}
+        footer = ShardScoresFooter.read(store, SHARD_SCORES, s)
+        out[s] = footer.to_meta() if footer and footer.version == version else {}
     return out
 
 
@@ -233,31 +236,16 @@ def _input_versions(facts: dict, shard_meta: dict[str, dict]) -> dict:
 
 
 def _checks(store, facts: dict) -> list[dg.AssetCheckResult]:
-    mix = (
-        steps.read_mixture(store)
-        if facts["files"]
-        else pl.DataFrame({"target": [], "tokens": [], "text": [], "shard": [], "id": []})
-    )
-    used = mix.group_by("target").agg(pl.col("tokens").sum()) if mix.height else None
-    over = {}
-    for t, f in facts["targets"].items():
-        got = 0 if used is None else int(used.filter(pl.col("target") == t)["tokens"].sum())
-        if got > f["budget"]:
-            over[t] = {"tokens": got, "budget": f["budget"]}
-    bad_rows = 0
-    for shard in mix["shard"].unique().to_list() if mix.height else []:
-        ids = set(store.read_parquet(SCORES, f"{shard}.parquet")["id"].to_list())
-        part = mix.filter(pl.col("shard") == shard)
-        bad_rows += sum(1 for i, t in zip(part["id"], part["text"]) if i not in ids or not t)
+    found = steps.check_mixture(store, facts)
     return [
         dg.AssetCheckResult(
             check_name="budget_holds",
-            passed=not over,
-            metadata={"over_budget": dg.MetadataValue.json(over)},
+            passed=not found.over_budget,
+            metadata={"over_budget": dg.MetadataValue.json(found.over_budget)},
         ),
         dg.AssetCheckResult(
             check_name="rows_point_to_documents",
-            passed=bad_rows == 0,
-            metadata={"bad_rows": bad_rows, "rows": mix.height},
+            passed=found.bad_rows == 0,
+            metadata={"bad_rows": found.bad_rows, "rows": found.rows},
         ),
     ]

@@ -9,6 +9,8 @@ import io
 import dagster as dg
 import numpy as np
 
+from nag_assets.nag.profile import layer_concentration, top_neurons
+
 PICKED, POOL, CUT = "#e8743b", "#9db4cc", "#c0392b"
 
 
@@ -31,12 +33,6 @@ def _png_md(fig, alt: str) -> dg.MetadataValue:
     )
 
 
-def layer_concentration(profile: np.ndarray, k: int) -> np.ndarray:
-    """Per layer, the share of its NAG slots taken by its K most frequent neurons (the mean
-    over layers is `nag_assets.nag.concentration`)."""
-    return np.sort(profile, axis=1)[:, ::-1][:, :k].sum(axis=1)
-
-
 def profile_plot(profile: np.ndarray, target: str, k: int, top: int = 16) -> dg.MetadataValue:
     """Left: layers x each layer's `top` most frequent neurons (by rank; the cell holds the
     neuron's index), shaded by the share of examples whose NAG has it. Right: per layer, the
@@ -44,7 +40,7 @@ def profile_plot(profile: np.ndarray, target: str, k: int, top: int = 16) -> dg.
     plt = _pyplot()
     n_layers, d_ff = profile.shape
     top = min(top, d_ff)
-    order = np.argsort(-profile, axis=1, kind="stable")[:, :top]
+    order = top_neurons(profile, top)
     share = np.take_along_axis(profile, order, axis=1) * k  # share of examples with the neuron
     conc = layer_concentration(profile, k)
     height = max(2.6, 0.24 * n_layers + 1.2)

@@ -11,6 +11,7 @@ from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.targets import NAG_CODE_VERSION, target_nag
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
+from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
 from nag_assets.sources.files import InputError
 
 
@@ -73,8 +74,8 @@ def shard_nag(
 
 
 def _source_version(store, key: str) -> str:
-    meta = store.read_meta(steps.NAG, f"{key}.parquet") or {}
-    return f"sha256:{meta.get('sha256')}"
+    footer = NagFooter.read(store, SHARD_NAG, key)
+    return f"sha256:{footer.sha256 if footer else None}"
 
 
 @dg.asset(

@@ -6,9 +6,10 @@ import numpy as np
 from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
 from nag_assets.defs.partitions import targets
-from nag_assets.defs.plots import layer_concentration, profile_plot
+from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.nag import top_neurons
+from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 

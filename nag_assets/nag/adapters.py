@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 UP = "up_proj"  # neuron type: the MLP up-projection output, per layer (B, T, d_ff)
+NEURON_TYPES = {UP: "MLP up-projection"}  # neuron type -> what it is, for messages
 
 Hook = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]
 
@@ -78,8 +79,9 @@ def adapter_for(model: nn.Module, neuron_type: str = UP) -> Adapter:
         if neuron_type in adapter.sites and adapter.modules(model, neuron_type):
             return adapter
     known = ", ".join(f"*{a.sites[neuron_type].suffix}" for a in ADAPTERS if neuron_type in a.sites)
+    what = NEURON_TYPES.get(neuron_type, neuron_type)
     raise UnsupportedArchitecture(
-        f"{type(model).__name__} has no {neuron_type} module this tool knows "
+        f"{type(model).__name__} has no {what} this tool knows "
         f"(looked for modules named {known})"
     )
 

@@ -42,8 +42,12 @@ def concentration(profile: np.ndarray, k: int) -> float:
 
     1.0 means every example has the same NAG; K/d_ff is the floor for a spread-out profile.
     """
-    top = np.sort(profile, axis=1)[:, ::-1][:, :k]
-    return float(top.sum(axis=1).mean())
+    return float(layer_concentration(profile, k).mean())
+
+
+def layer_concentration(profile: np.ndarray, k: int) -> np.ndarray:
+    """Per layer, the share of its NAG slots taken by its K most frequent neurons."""
+    return np.sort(profile, axis=1)[:, ::-1][:, :k].sum(axis=1)
 
 
 def contrastive_profile(target: np.ndarray, pool: np.ndarray, pool_docs: int, k: int) -> np.ndarray:
@@ -58,6 +62,14 @@ def contrastive_profile(target: np.ndarray, pool: np.ndarray, pool_docs: int, k:
     ratio = target / (pool + 1.0 / (max(pool_docs, 1) * max(k, 1)))
     sums = ratio.sum(axis=1, keepdims=True)
     return np.divide(ratio, sums, out=np.zeros_like(ratio), where=sums > 0)
+
+
+def contrastive_profiles(profiles: list[np.ndarray], pool: list[np.ndarray], k: int) -> np.ndarray:
+    """(T, L, d_ff) the targets' contrastive profiles against the pool's NAG frequencies
+    (`pool`: the NAGs of each shard, or of the pool in one array)."""
+    pool_nags = np.concatenate(pool)
+    pool_profile = build_profile(pool_nags, profiles[0].shape[1])
+    return np.stack([contrastive_profile(p, pool_profile, len(pool_nags), k) for p in profiles])
 
 
 def neuron_use(nags: np.ndarray) -> dict:

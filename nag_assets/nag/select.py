@@ -10,6 +10,8 @@ each shard on its own. The result equals a global sort, ties included.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,33 @@ class Cutoff:
     tokens: int
 
 
+def check_fraction(fraction: object) -> float:
+    """The budget fraction, or a ValueError saying what it must be."""
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+        raise ValueError(
+            f"budget fraction {fraction!r} must be in (0, 1]: the share of all pool tokens to "
+            "select (0.2 = a fifth)"
+        )
+    return float(fraction)
+
+
+def check_weights(
+    weights: Mapping[str, object], targets: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Per-target weights (finite, >= 0, naming only `targets` when given), or a ValueError."""
+    bad = {
+        t: w
+        for t, w in weights.items()
+        if not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0
+    }
+    if bad:
+        raise ValueError(f"target weights {bad} must be finite numbers >= 0")
+    unknown = sorted(set(weights) - set(targets if targets is not None else weights))
+    if unknown:
+        raise ValueError(f"weights name unknown targets {unknown}; targets are {list(targets)}")
+    return {t: float(w) for t, w in weights.items()}
+
+
 def target_budgets(
     pool_tokens: int,
     targets: Sequence[str],
@@ -47,17 +76,13 @@ def target_budgets(
     weights: Mapping[str, float] | None = None,
 ) -> dict[str, int]:
     """Token budget per target: `fraction` of the pool, split by weight (equal by default)."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"budget fraction {fraction} must be in (0, 1]")
+    check_fraction(fraction)
     if not targets:
         raise ValueError("no targets to select for")
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(targets))
-    if unknown:
-        raise ValueError(f"weights name unknown targets {unknown}; targets are {list(targets)}")
-    w = np.array([float(weights.get(t, 1.0)) for t in targets])
-    if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError(f"target weights {dict(zip(targets, w))} must be >= 0 with a sum > 0")
+    weights = check_weights(dict(weights or {}), targets)
+    w = np.array([weights.get(t, 1.0) for t in targets])
+    if w.sum() <= 0:
+        raise ValueError(f"target weights {dict(zip(targets, w))} must have a sum > 0")
     share = fraction * pool_tokens * w / w.sum()
     return {t: int(np.floor(s + 1e-9)) for t, s in zip(targets, share)}
 

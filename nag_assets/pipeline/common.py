@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, extract_nags
+from nag_assets.pipeline.layout import NagFooter
 from nag_assets.sources.files import InputError, is_input_file
 from nag_assets.storage import ChangedWhileReading, Storage, check_key, digest, partition_key
 
@@ -118,28 +120,35 @@ def nag_table(
     )
 
 
-def nag_meta(version: str, backbone: Backbone, settings: NagSettings, fp: str, **extra) -> dict:
+def nag_footer(
+    version: str, backbone: Backbone, settings: NagSettings, fp: str, **extra
+) -> NagFooter:
     """The footer of a NAG table: its version, what `nags_of` needs to unflatten it, and the
     settings that made it."""
-    return {
-        "version": version,
-        "layers": backbone.num_layers,
-        "top_k": settings.top_k,
-        "d_ff": backbone.d_ff,
-        "max_tokens": settings.max_tokens,
-        "impact": settings.impact,
-        "nag_fingerprint": fp,
+    return NagFooter(
+        version=version,
+        layers=backbone.num_layers,
+        top_k=settings.top_k,
+        d_ff=backbone.d_ff,
+        max_tokens=settings.max_tokens,
+        impact=settings.impact,
+        nag_fingerprint=fp,
         **extra,
-    }
+    )
 
 
-def nags_of(df: pl.DataFrame, meta: dict) -> np.ndarray:
+def nags_of(df: pl.DataFrame, footer: NagFooter | dict) -> np.ndarray:
     """(n, L, K) int16 NAGs back from a table written by `nag_table`."""
+    if isinstance(footer, dict):
+        footer = NagFooter.from_meta(footer)
     flat = df["nag"].to_numpy()
-    return flat.reshape(df.height, meta["layers"], meta["top_k"]).astype(np.int16)
+    return flat.reshape(df.height, footer.layers, footer.top_k).astype(np.int16)
 
 
-def require(meta: dict | None, what: str) -> dict:
+T = TypeVar("T")
+
+
+def require(meta: T | None, what: str) -> T:
     if meta is None:
         raise InputError(f"{what} has not been materialized yet")
     return meta

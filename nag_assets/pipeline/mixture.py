@@ -15,29 +15,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
-from nag_assets.pipeline import baselines
+from nag_assets.nag.select import check_fraction, check_weights
+from nag_assets.pipeline import ranker_scores
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
-from nag_assets.pipeline.shards import NAG as SHARD_NAG
-from nag_assets.pipeline.shards import SCORES, read_shard
-from nag_assets.pipeline.targets import NAG
-from nag_assets.rankers import NAG as NAG_RANKER
-from nag_assets.rankers import RANKERS
+from nag_assets.pipeline.layout import (
+    MIXTURE_POINTER,
+    RANK_SEP,
+    SELECTED_MIXTURE,
+    SHARD_NAG,
+    SHARD_SCORES,
+    TARGET_NAG,
+    NagFooter,
+    ShardScoresFooter,
+    doc_key,
+    rank_ids,
+    read_json,
+    table,
+)
+from nag_assets.pipeline.shards import read_shard
+from nag_assets.rankers import registry
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, UnsafeKeyError, check_key, digest
 
-FOLDER = "selected_mixture"
-POINTER = "CURRENT.json"
+FOLDER = SELECTED_MIXTURE
+POINTER = MIXTURE_POINTER
 PLOT_BINS = 200
-RANK_SEP = "\x01"  # id + RANK_SEP + shard sorts as (id, shard): ids hold no control characters
 SAMPLE = 20
 FORMAT = "2"  # 2: a `ranker` column and facts; bump when the mixture's files change
+__all__ = ["FOLDER", "POINTER", "RANK_SEP", "MixtureSettings", "read_mixture", "selected_mixture"]
 
 
 @dataclass(frozen=True)
@@ -45,31 +56,25 @@ class MixtureSettings:
     fraction: float = 0.2
     weights: dict[str, float] = field(default_factory=dict)
     dedup: bool = False
-    ranker: str = "nag"  # or a baseline of nag_assets.rankers: random, dsir, embedding
+    ranker: str = registry.DEFAULT  # any name of `nag_assets.rankers.names()`
     seed: int = 0  # the random ranker's seed
 
     def __post_init__(self) -> None:
-        if self.ranker not in RANKERS:
-            raise InputError(f"unknown ranker {self.ranker!r}; choose one of {list(RANKERS)}")
-        if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
-            raise InputError(
-                f"budget fraction {self.fraction!r} must be in (0, 1]: the share of all pool "
-                "tokens to select (0.2 = a fifth)"
-            )
-        bad = {
-            t: w
-            for t, w in self.weights.items()
-            if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
-        }
-        if bad:
-            raise InputError(f"target weights {bad} must be finite numbers >= 0")
+        registry.get(self.ranker)
+        try:
+            check_fraction(self.fraction)
+            check_weights(self.weights)
+        except ValueError as e:
+            raise InputError(str(e)) from e
 
 
-def scored_shards(storage: Storage, shards: list[str], targets: list[str]):
-    """(usable shards with their score-file meta, shards left out with the reason, target
+def scored_shards(
+    storage: Storage, shards: list[str], targets: list[str]
+) -> tuple[dict[str, ShardScoresFooter], dict[str, str], dict[str, str | None]]:
+    """(usable shards with their score-file footer, shards left out with the reason, target
     versions). A shard is usable only if scored against the current version of every target,
     so a mixture never mixes scores from two versions of a profile."""
-    current = {t: (storage.read_meta(NAG, f"{t}.parquet") or {}).get("version") for t in targets}
+    current = {t: _version_of(NagFooter.read(storage, TARGET_NAG, t)) for t in targets}
     usable, left_out = {}, {}
     for s in shards:
         try:
@@ -77,18 +82,22 @@ def scored_shards(storage: Storage, shards: list[str], targets: list[str]):
         except UnsafeKeyError as e:
             left_out[s] = str(e)
             continue
-        meta = storage.read_meta(SCORES, f"{s}.parquet")
-        scored = (meta or {}).get("target_versions", {})
+        footer = ShardScoresFooter.read(storage, SHARD_SCORES, s)
+        scored = footer.target_versions if footer else {}
         stale = sorted(t for t in targets if scored.get(t) != current[t])
-        if meta is None and storage.read_meta(SHARD_NAG, f"{s}.parquet") is None:
+        if footer is None and storage.read_meta(*table(SHARD_NAG, s)) is None:
             left_out[s] = "no shard_nag yet: not extracted yet, or its file is bad (see its run)"
-        elif meta is None:
+        elif footer is None:
             left_out[s] = "no shard_scores yet"
         elif stale:
             left_out[s] = f"not scored against the current version of {stale} yet"
         else:
-            usable[s] = meta
+            usable[s] = footer
     return usable, left_out, current
+
+
+def _version_of(footer) -> str | None:
+    return None if footer is None else footer.version
 
 
 def selected_mixture(
@@ -98,9 +107,36 @@ def selected_mixture(
     settings: MixtureSettings,
     embedder=None,
 ) -> StepResult:
-    """The budgeted selection by `settings.ranker` (NAG by default; a baseline's scores are
-    computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
+    """The budgeted selection by `settings.ranker` (NAG by default; another ranker's scores
+    are computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
     embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed)."""
+    _check_request(storage, shards, targets, settings)
+    targets, targets_left_out = _ready_targets(storage, targets)
+    usable, left_out, target_versions = scored_shards(storage, shards, targets)
+    if not usable:
+        raise InputError(f"none of the shards is scored yet, nothing to select from: {left_out}")
+    versions = _ranked(storage, settings, usable, targets, embedder)
+    folder = ranker_scores.score_folder(settings.ranker)
+    weights = {t: w for t, w in settings.weights.items() if t in targets}
+    batches = _Batches(storage, folder, sorted(usable), targets)
+    cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
+    version = _mixture_version(targets, settings, versions)
+    pointer = read_json(storage, FOLDER, POINTER)
+    if pointer and pointer["version"] == version:
+        return StepResult(version, True, pointer["facts"])
+    written = _write_parts(storage, batches, cutoffs, usable, version, settings)
+    facts = _facts(cutoffs, written, versions, left_out, settings)
+    facts["target_versions"] = target_versions
+    facts["ids_in_several_shards"] = _shared_ids(storage, batches.keys, written.id_hashes)
+    facts["targets_left_out"] = targets_left_out
+    _publish(storage, version, facts, (pointer or {}).get("version"))
+    return StepResult(version, False, facts)
+
+
+def _check_request(
+    storage: Storage, shards: list[str], targets: list[str], settings: MixtureSettings
+) -> None:
+    """What no run can select from: no targets, no shards, weights naming no target."""
     if not targets:
         raise InputError(
             f"no targets: add a target file under {storage.url('targets')}/ (or a bench__<name> "
@@ -108,83 +144,107 @@ def selected_mixture(
         )
     for t in targets:
         check_key(t)
-    unknown = sorted(set(settings.weights) - set(targets))
-    if unknown:
-        raise InputError(f"weights name unknown targets {unknown}; targets are {targets}")
+    try:
+        check_weights(settings.weights, targets)
+    except ValueError as e:
+        raise InputError(str(e)) from e
     if not shards:
         raise InputError(
             f"no shards: add parquet or JSONL files under {storage.url('shards')}/ to select "
             "from; the selection in force, if any, is left as it was"
         )
-    targets_left_out = {
+
+
+def _ready_targets(storage: Storage, targets: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(targets with a target_nag, the others with the reason)."""
+    left_out = {
         t: "no target_nag yet: not extracted yet, or its file is bad (see its run)"
         for t in targets
-        if storage.read_meta(NAG, f"{t}.parquet") is None
+        if storage.read_meta(*table(TARGET_NAG, t)) is None
     }
-    targets = [t for t in targets if t not in targets_left_out]
-    if not targets:
-        raise InputError(f"no target is ready to select for: {targets_left_out}")
-    weights = {t: w for t, w in settings.weights.items() if t in targets}
-    usable, left_out, target_versions = scored_shards(storage, shards, targets)
-    if not usable:
-        raise InputError(f"none of the shards is scored yet, nothing to select from: {left_out}")
-    keys = sorted(usable)
-    ranker = settings.ranker
-    folder = baselines.score_folder(ranker)
-    if ranker != NAG_RANKER:  # same documents, ids and tokens; the ranker's own scores
-        tables = baselines.baseline_scores(
-            storage, ranker, usable, targets, settings.seed, embedder
-        )
-        usable = {s: {**usable[s], "version": tables[s]["version"]} for s in keys}
+    ready = [t for t in targets if t not in left_out]
+    if not ready:
+        raise InputError(f"no target is ready to select for: {left_out}")
+    return ready, left_out
 
-    def load(s: str, with_ids: bool = False) -> tuple[ScoredBatch, np.ndarray | None]:
-        """A shard's scores ranked by (id, shard), and (if asked) its plain ids."""
-        df = storage.read_parquet(folder, f"{s}.parquet")
-        rank = (df["id"] + f"{RANK_SEP}{s}").to_numpy()
-        batch = ScoredBatch(df.select(targets).to_numpy(), df["tokens"].to_numpy(), rank)
-        return batch, df["id"].to_numpy() if with_ids else None
 
-    def batches():
-        for s in keys:
-            yield load(s)[0]
+def _ranked(storage, settings, usable, targets, embedder) -> dict[str, tuple[str, str]]:
+    """shard -> (its score table's version, its file's sha256) under the chosen ranker (the
+    same documents, ids and tokens as shard_scores; the ranker's own scores)."""
+    tables = ranker_scores.ranker_scores(
+        storage, settings.ranker, usable, targets, settings.seed, embedder
+    )
+    return {s: (t.version, usable[s].sha256) for s, t in tables.items()}
 
-    cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
+
+def _mixture_version(targets, settings: MixtureSettings, versions: dict) -> str:
     inputs = [
         targets,
         settings.fraction,
         sorted(settings.weights.items()),
         settings.dedup,
-        [(s, usable[s]["version"]) for s in keys],
+        [(s, v) for s, (v, _) in sorted(versions.items())],
     ]
-    if ranker != NAG_RANKER:
-        inputs.append([ranker, settings.seed])
-    version = digest("selected_mixture", STEP_CODE_VERSION, FORMAT, json.dumps(inputs))
-    pointer = _read_pointer(storage)
-    if pointer and pointer["version"] == version:
-        return StepResult(version, True, pointer["facts"])
-    hist = np.zeros((len(targets), PLOT_BINS))
-    chosen_by, files, pool_tokens, id_hashes = {}, [], 0, []
-    lowest = np.full(len(targets), np.inf)
-    for s in keys:
-        batch, ids = load(s, with_ids=True)
+    if settings.ranker != registry.DEFAULT:
+        inputs.append([settings.ranker, settings.seed])
+    return digest("selected_mixture", STEP_CODE_VERSION, FORMAT, json.dumps(inputs))
+
+
+class _Batches:
+    """Each usable shard's scores, ranked by (id, shard), read afresh on each pass."""
+
+    def __init__(self, storage: Storage, folder: str, keys: list[str], targets: list[str]):
+        self.storage, self.folder, self.keys, self.targets = storage, folder, keys, targets
+
+    def load(self, s: str) -> tuple[ScoredBatch, np.ndarray]:
+        """A shard's scores and its plain ids."""
+        df = self.storage.read_parquet(*table(self.folder, s))
+        batch = ScoredBatch(df.select(self.targets).to_numpy(), df["tokens"].to_numpy(),
+                            rank_ids(df["id"], s))  # fmt: skip
+        return batch, df["id"].to_numpy()
+
+    def __call__(self):
+        for s in self.keys:
+            yield self.load(s)[0]
+
+
+@dataclass
+class _Written:
+    """What the writing pass saw: histograms, lowest kept scores, documents several targets
+    chose, files written, pool tokens and hashed ids (for ids in several shards)."""
+
+    hist: np.ndarray
+    lowest: np.ndarray
+    chosen_by: dict = field(default_factory=dict)
+    files: list = field(default_factory=list)
+    pool_tokens: int = 0
+    id_hashes: list = field(default_factory=list)
+
+
+def _write_parts(storage, batches: _Batches, cutoffs, usable, version, settings) -> _Written:
+    targets = batches.targets
+    out = _Written(np.zeros((len(targets), PLOT_BINS)), np.full(len(targets), np.inf))
+    for s in batches.keys:
+        batch, ids = batches.load(s)
         mask = keep_mask(batch, cutoffs)
-        hist += _histograms(batch)
+        out.hist += _histograms(batch)
         kept = np.where(mask, batch.scores, np.inf)
-        lowest = np.minimum(lowest, kept.min(axis=0, initial=np.inf))
-        pool_tokens += int(np.maximum(batch.tokens, 0).sum())
-        id_hashes.append(pl.Series(ids, dtype=pl.Utf8).hash(seed=0).to_numpy())
+        out.lowest = np.minimum(out.lowest, kept.min(axis=0, initial=np.inf))
+        out.pool_tokens += int(np.maximum(batch.tokens, 0).sum())
+        out.id_hashes.append(pl.Series(ids, dtype=pl.Utf8).hash(seed=0).to_numpy())
         for doc in np.nonzero(mask.sum(1) > 1)[0]:
-            chosen_by[f"{s}/{ids[doc]}"] = [targets[t] for t in np.nonzero(mask[doc])[0]]
+            out.chosen_by[doc_key(s, ids[doc])] = [targets[t] for t in np.nonzero(mask[doc])[0]]
         if not mask.any():
             continue
-        part = _part(storage, s, usable[s]["sha256"], batch, ids, mask, targets, settings)
+        part = _part(storage, s, usable[s].sha256, batch, ids, mask, targets, settings)
         storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
-        files.append(f"{version}/part-{s}.parquet")
-    facts = _facts(cutoffs, lowest, usable, left_out, chosen_by, hist, files, settings)
-    facts["pool_tokens"] = pool_tokens
-    facts["target_versions"] = target_versions
-    facts["ids_in_several_shards"] = _shared_ids(storage, keys, id_hashes)
-    facts["targets_left_out"] = targets_left_out
+        out.files.append(f"{version}/part-{s}.parquet")
+    return out
+
+
+def _publish(storage: Storage, version: str, facts: dict, previous: str | None) -> None:
+    """The manifest, then the pointer (last: readers never see a half-written mixture), then
+    drop versions older than the one before."""
     storage.write_bytes(
         json.dumps({"version": version, "facts": facts}, indent=1).encode(),
         FOLDER,
@@ -192,8 +252,7 @@ def selected_mixture(
         "_manifest.json",
     )
     storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(), FOLDER, POINTER)
-    _drop_old_versions(storage, {version, (pointer or {}).get("version")})
-    return StepResult(version, False, facts)
+    _drop_old_versions(storage, {version, previous})
 
 
 def _part(storage, shard, sha, batch, ids, mask, targets, settings) -> pl.DataFrame:
@@ -245,7 +304,7 @@ def _shared_ids(storage: Storage, keys: list[str], id_hashes: list[np.ndarray]) 
             rows = np.nonzero(np.isin(hashes, shared))[0]
             if len(rows) == 0:
                 continue
-            ids = storage.read_parquet(SCORES, f"{s}.parquet")["id"]
+            ids = storage.read_parquet(*table(SHARD_SCORES, s))["id"]
             for doc_id in ids.gather(rows).to_list():
                 if doc_id in sample or len(sample) < SAMPLE:
                     sample.setdefault(doc_id, []).append(s)
@@ -264,10 +323,8 @@ def _histograms(batch: ScoredBatch) -> np.ndarray:
     )
 
 
-def _facts(
-    cutoffs: list[Cutoff], lowest, usable, left_out, chosen_by, hist, files, settings
-) -> dict:
-    """`lowest`: per target, the lowest score kept (inf if none): the effective cut-off."""
+def _facts(cutoffs: list[Cutoff], written: _Written, versions, left_out, settings) -> dict:
+    """`written.lowest`: per target, the lowest score kept (inf if none): the cut-off."""
     return {
         "targets": {
             c.target: {
@@ -277,28 +334,26 @@ def _facts(
                 "cutoff_score": float(low) if np.isfinite(low) else None,
                 "cutoff_bin": c.bin,
             }
-            for c, low in zip(cutoffs, lowest)
+            for c, low in zip(cutoffs, written.lowest)
         },
-        "shards": {s: m["version"] for s, m in usable.items()},
+        "shards": {s: v for s, (v, _) in versions.items()},
         "shards_left_out": left_out,
-        "chosen_by_several": len(chosen_by),
-        "chosen_by_several_sample": dict(list(chosen_by.items())[:20]),
-        "histogram": hist.tolist(),
-        "files": files,
+        "chosen_by_several": len(written.chosen_by),
+        "chosen_by_several_sample": dict(list(written.chosen_by.items())[:20]),
+        "histogram": written.hist.tolist(),
+        "files": written.files,
         "fraction": settings.fraction,
         "weights": settings.weights,
         "dedup": settings.dedup,
         "ranker": settings.ranker,
-        "seed": settings.seed if settings.ranker == "random" else None,
-        "score_folder": baselines.score_folder(settings.ranker),
+        "seed": settings.seed if registry.get(settings.ranker).uses_seed else None,
+        "score_folder": ranker_scores.score_folder(settings.ranker),
+        "pool_tokens": written.pool_tokens,
     }
 
 
 def _read_pointer(storage: Storage) -> dict | None:
-    try:
-        return json.loads(storage.read_bytes(FOLDER, POINTER))
-    except FileNotFoundError:
-        return None
+    return read_json(storage, FOLDER, POINTER)
 
 
 def _drop_old_versions(storage: Storage, keep: set) -> None:
@@ -319,6 +374,37 @@ def read_mixture(storage: Storage) -> pl.DataFrame:
     return pl.concat(
         [storage.read_parquet(FOLDER, f) for f in pointer["facts"]["files"]], how="diagonal_relaxed"
     )
+
+
+@dataclass(frozen=True)
+class MixtureCheck:
+    """What the selection in force holds against its facts: targets over their budget
+    ({target: {tokens, budget}}), rows that are no scored document of their shard or have no
+    text, and how many rows there are."""
+
+    over_budget: dict
+    bad_rows: int
+    rows: int
+
+
+def check_mixture(storage: Storage, facts: dict) -> MixtureCheck:
+    """Re-read the written mixture and the score tables: the budget holds per target, and every
+    row points to a scored document with its text."""
+    if not facts["files"]:
+        return MixtureCheck({}, 0, 0)
+    mix = read_mixture(storage)
+    used = dict(mix.group_by("target").agg(pl.col("tokens").sum()).iter_rows())
+    over = {
+        t: {"tokens": int(used.get(t, 0)), "budget": f["budget"]}
+        for t, f in facts["targets"].items()
+        if used.get(t, 0) > f["budget"]
+    }
+    bad_rows = 0
+    for shard in mix["shard"].unique().to_list():
+        ids = set(storage.read_parquet(*table(SHARD_SCORES, shard))["id"].to_list())
+        part = mix.filter(pl.col("shard") == shard)
+        bad_rows += sum(1 for i, t in zip(part["id"], part["text"]) if i not in ids or not t)
+    return MixtureCheck(over, bad_rows, mix.height)
 
 
 def mixture_digest(storage: Storage) -> str:

@@ -11,20 +11,25 @@ from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
     StepResult,
-    nag_meta,
+    nag_footer,
     nag_table,
     nags_of,
     read_input,
     require,
 )
 from nag_assets.pipeline.impact import impact_baseline
-from nag_assets.pipeline.targets import NAG as TARGET_NAG
+from nag_assets.pipeline.layout import (
+    SHARD_NAG,
+    SHARD_SCORES,
+    TARGET_NAG,
+    NagFooter,
+    ShardScoresFooter,
+    is_current,
+    table,
+)
 from nag_assets.pipeline.targets import load_profile
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, check_key, digest
-
-NAG = "assets/shard_nag"
-SCORES = "assets/shard_scores"
 
 
 def read_shard(storage: Storage, key: str) -> tuple[str, bytes, str]:
@@ -42,31 +47,31 @@ def shard_nag(
     name, data, sha = read_shard(storage, key)
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("shard_nag", STEP_CODE_VERSION, sha, fp)
-    out = (NAG, f"{key}.parquet")
-    if (storage.read_meta(*out) or {}).get("version") == version:
+    out = table(SHARD_NAG, key)
+    if is_current(storage, version, *out):
         return StepResult(version, True, {"documents_extracted": 0, "file": name})
     repaired: dict = {}
     docs = read_documents(data, name, key, repaired)
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
-    table = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress, baseline)
-    meta = nag_meta(version, backbone, settings, fp, file=name, sha256=sha)
-    storage.write_parquet(table, *out, meta=meta)
-    empty = int((table["nag_tokens"] == 0).sum())
+    rows = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress, baseline)
+    footer = nag_footer(version, backbone, settings, fp, file=name, sha256=sha)
+    storage.write_parquet(rows, *out, meta=footer.to_meta())
+    empty = int((rows["nag_tokens"] == 0).sum())
     return StepResult(
         version,
         False,
         {
-            "documents_extracted": table.height,
-            "tokens": int(table["tokens"].sum()),
-            "nag_tokens": int(table["nag_tokens"].sum()),
+            "documents_extracted": rows.height,
+            "tokens": int(rows["tokens"].sum()),
+            "nag_tokens": int(rows["nag_tokens"].sum()),
             "empty_documents": empty,
             # longer than max_tokens: the NAG reads the first max_tokens, the budget counts all
-            "truncated_documents": int((table["tokens"] > table["nag_tokens"]).sum()),
+            "truncated_documents": int((rows["tokens"] > rows["nag_tokens"]).sum()),
             "control_character_rows": repaired.get("control_character_rows", 0),
             "file": name,
             "impact": settings.impact,
-            **neuron_use(nags_of(table, meta)),
+            **neuron_use(nags_of(rows, footer)),
         },
     )
 
@@ -78,10 +83,8 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
     check_key(key)
     if not targets:
         raise InputError("no targets: add a target file under targets/ first")
-    meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"shard_nag[{key}]")
-    waiting = [
-        t for t in targets if storage.read_meta(TARGET_NAG, f"{check_key(t)}.parquet") is None
-    ]
+    nag = require(NagFooter.read(storage, SHARD_NAG, key), f"shard_nag[{key}]")
+    waiting = [t for t in targets if storage.read_meta(*table(TARGET_NAG, t)) is None]
     targets = [t for t in targets if t not in waiting]
     if not targets:
         raise InputError(
@@ -89,34 +92,24 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
         )
     profiles, versions = [], {}
     for t in targets:
-        profile, tmeta = load_profile(storage, t)
-        if tmeta["nag_fingerprint"] != meta["nag_fingerprint"]:
+        profile, target = load_profile(storage, t)
+        if target.nag_fingerprint != nag.nag_fingerprint:
             raise InputError(
                 f"target_nag[{t}] and shard_nag[{key}] were made with different backbones or "
                 "NAG settings: rematerialize the older one"
             )
         profiles.append(profile)
-        versions[t] = tmeta["version"]
-    version = digest("shard_scores", STEP_CODE_VERSION, meta["version"], sorted(versions.items()))
-    out = (SCORES, f"{key}.parquet")
+        versions[t] = target.version
+    version = digest("shard_scores", STEP_CODE_VERSION, nag.version, sorted(versions.items()))
+    out = table(SHARD_SCORES, key)
     left_out = {"targets_without_target_nag": ", ".join(waiting)} if waiting else {}
-    if (storage.read_meta(*out) or {}).get("version") == version:
+    if is_current(storage, version, *out):
         return StepResult(version, True, {"targets": len(targets), **left_out})
-    table = storage.read_parquet(NAG, f"{key}.parquet")
-    scores = score_many(nags_of(table, meta), np.stack(profiles))
-    df = table.select("id", "tokens").hstack(
+    rows = storage.read_parquet(*table(SHARD_NAG, key))
+    scores = score_many(nags_of(rows, nag), np.stack(profiles))
+    df = rows.select("id", "tokens").hstack(
         [pl.Series(t, scores[:, i]) for i, t in enumerate(targets)]
     )
-    storage.write_parquet(
-        df,
-        *out,
-        meta={
-            "version": version,
-            "targets": targets,
-            "target_versions": versions,
-            "file": meta["file"],
-            "sha256": meta["sha256"],
-            "shard_nag_version": meta["version"],
-        },
-    )
+    footer = ShardScoresFooter(version, targets, versions, nag.file, nag.sha256, nag.version)
+    storage.write_parquet(df, *out, meta=footer.to_meta())
     return StepResult(version, False, {"documents": df.height, "targets": len(targets), **left_out})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, build_profile, concentration
@@ -10,19 +11,26 @@ from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
     StepResult,
-    nag_meta,
+    nag_footer,
     nag_table,
     nags_of,
     read_input,
     require,
 )
 from nag_assets.pipeline.impact import impact_baseline
+from nag_assets.pipeline.layout import (
+    TARGET_DATASET,
+    TARGET_NAG,
+    NagFooter,
+    TargetDatasetFooter,
+    is_current,
+    profile_file,
+    table,
+)
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.sources.files import InputError, benchmark_target, read_target
 from nag_assets.storage import Storage, check_key, digest
 
-DATASET = "assets/target_dataset"
-NAG = "assets/target_nag"
 MIN_EXAMPLES = 5
 
 
@@ -43,8 +51,8 @@ def target_dataset(
     """Normalize a target's examples to (id, text, tokens)."""
     name, data, source_version = _source(storage, key)
     version = digest("target_dataset", STEP_CODE_VERSION, source_version, min_examples)
-    out = (DATASET, f"{key}.parquet")
-    if (storage.read_meta(*out) or {}).get("version") == version:
+    out = table(TARGET_DATASET, key)
+    if is_current(storage, version, *out):
         return StepResult(version, True, {"source": name, "source_version": source_version})
     repaired: dict = {}
     df = benchmark_target(key) if data is None else read_target(data, name, key, repaired)
@@ -55,7 +63,7 @@ def target_dataset(
         raise InputError(
             f"target {key!r} ({name}): {df.height} usable examples, at least {min_examples} needed"
         )
-    storage.write_parquet(df, *out, meta={"version": version, "source": name})
+    storage.write_parquet(df, *out, meta=TargetDatasetFooter(version, name).to_meta())
     return StepResult(
         version,
         False,
@@ -74,28 +82,30 @@ def target_nag(
 ) -> StepResult:
     """Each example's NAG (parquet) and the target profile (.npy, L x d_ff)."""
     check_key(key)
-    ds_meta = require(storage.read_meta(DATASET, f"{key}.parquet"), f"target_dataset[{key}]")
+    dataset = require(
+        TargetDatasetFooter.read(storage, TARGET_DATASET, key), f"target_dataset[{key}]"
+    )
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
-    version = digest("target_nag", STEP_CODE_VERSION, ds_meta["version"], fp)
-    out = (NAG, f"{key}.parquet")
-    skipped = (storage.read_meta(*out) or {}).get("version") == version
+    version = digest("target_nag", STEP_CODE_VERSION, dataset.version, fp)
+    out = table(TARGET_NAG, key)
+    skipped = is_current(storage, version, *out)
     if skipped:
-        table = storage.read_parquet(*out)
+        nag_rows = storage.read_parquet(*out)
     else:
-        ds = storage.read_parquet(DATASET, f"{key}.parquet")
-        table = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress, baseline)
-    meta = nag_meta(version, backbone, settings, fp)
-    nags = nags_of(table, meta)
+        ds = storage.read_parquet(*table(TARGET_DATASET, key))
+        nag_rows = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress, baseline)
+    footer = nag_footer(version, backbone, settings, fp)
+    nags = nags_of(nag_rows, footer)
     profile = build_profile(nags, backbone.d_ff)
     if not skipped:
-        storage.write_npy(profile.astype("float32"), NAG, f"{key}.profile.npy")
-        storage.write_parquet(table, *out, meta=meta)
+        storage.write_npy(profile.astype("float32"), *profile_file(key))
+        storage.write_parquet(nag_rows, *out, meta=footer.to_meta())
     return StepResult(
         version,
         skipped,
         {
-            "examples": table.height,
-            "examples_extracted": 0 if skipped else table.height,
+            "examples": nag_rows.height,
+            "examples_extracted": 0 if skipped else nag_rows.height,
             "nag_fingerprint": fp,
             "concentration": concentration(profile, settings.top_k),
             "impact": settings.impact,
@@ -105,9 +115,8 @@ def target_nag(
     )
 
 
-def load_profile(storage: Storage, key: str) -> tuple:
-    """(profile, meta) of a target, rebuilt from its stored NAGs."""
-    check_key(key)
-    meta = require(storage.read_meta(NAG, f"{key}.parquet"), f"target_nag[{key}]")
-    table = storage.read_parquet(NAG, f"{key}.parquet")
-    return build_profile(nags_of(table, meta), meta["d_ff"]), meta
+def load_profile(storage: Storage, key: str) -> tuple[np.ndarray, NagFooter]:
+    """(profile, footer) of a target, rebuilt from its stored NAGs."""
+    footer = require(NagFooter.read(storage, TARGET_NAG, key), f"target_nag[{key}]")
+    nag_rows = storage.read_parquet(*table(TARGET_NAG, key))
+    return build_profile(nags_of(nag_rows, footer), footer.d_ff), footer

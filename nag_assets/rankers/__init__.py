@@ -5,10 +5,11 @@ in [0, 1], one column per target, higher = better: the same contract as `shard_s
 the same budgeted selection (`nag_assets.nag.find_cutoffs` / `keep_mask`) and mixture writer
 serve them all.
 
-- `nag_contrastive` (beyond the paper): NAG scores against the contrastive profile, each
-  neuron's target frequency relative to its frequency in the whole pool's NAGs
-  (`nag_assets.nag.profile.contrastive_profile`), so always-on neurons lose their weight.
-  Computed from the stored NAGs in `nag_assets.pipeline.baselines`: no backbone.
+Each ranker is one module here that defines `RANKER` (see `registry`): `nag` (the default,
+the paper), `nag_contrastive` (beyond the paper: NAG against the contrastive profile, from the
+stored NAGs, no backbone), and the baselines below, which the `agreement` check compares NAG
+with. (The *impact baseline* of normalized impact is another thing: `pipeline.impact`.)
+
 - `random`: a seeded uniform draw per (seed, target, document key); it depends on nothing
   else, so a document's score is the same however the pool is sharded.
 - `dsir`: DSIR's hashed n-gram importance (Xie et al. 2023): word unigrams and bigrams hashed
@@ -24,22 +25,21 @@ serve them all.
 from nag_assets.rankers.dsir import NgramModel, dsir_scores, ngram_buckets
 from nag_assets.rankers.embedding import Embedder, embedding_scores, load_embedder
 from nag_assets.rankers.random import random_scores
+from nag_assets.rankers.registry import DEFAULT, Ranker, get, names
 
-NAG = "nag"
-NAG_CONTRASTIVE = "nag_contrastive"
-BASELINES = ("random", "dsir", "embedding")
-RANKERS = (NAG, NAG_CONTRASTIVE, *BASELINES)
+BASELINES = ("random", "dsir", "embedding")  # what the agreement check compares NAG with
 
 __all__ = [
     "BASELINES",
-    "NAG",
-    "NAG_CONTRASTIVE",
-    "RANKERS",
+    "DEFAULT",
     "Embedder",
     "NgramModel",
+    "Ranker",
     "dsir_scores",
     "embedding_scores",
+    "get",
     "load_embedder",
+    "names",
     "ngram_buckets",
     "random_scores",
 ]

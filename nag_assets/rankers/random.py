@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nag_assets.rankers.registry import Ranker
+
 
 def random_scores(keys: Sequence[str], targets: Sequence[str], seed: int = 0) -> np.ndarray:
     """(n, T) float32 in [0, 1): a hash of (seed, target, key) per document and target.
@@ -19,3 +21,17 @@ def random_scores(keys: Sequence[str], targets: Sequence[str], seed: int = 0) ->
             h = hashlib.blake2b(prefix + str(key).encode(), digest_size=8).digest()
             out[i, t] = (int.from_bytes(h, "little") >> 40) / float(1 << 24)  # exact in f32
     return out
+
+
+def _score(inputs, _state, shard: str) -> np.ndarray:
+    return random_scores(inputs.doc_keys(shard), inputs.targets, inputs.seed)
+
+
+RANKER = Ranker(
+    "random",
+    "seeded uniform, independent of how the pool is sharded",
+    score=_score,
+    version_inputs=lambda options: [options.seed],
+    uses_seed=True,
+    order=20,
+)

@@ -15,8 +15,8 @@ import torch
 
 from nag_assets import checks
 from nag_assets.nag import load_backbone
-from nag_assets.pipeline.baselines import score_folder
 from nag_assets.pipeline.mixture import RANK_SEP, mixture_digest, read_mixture
+from nag_assets.pipeline.ranker_scores import score_folder
 from nag_assets_tests.defs.helpers import (
     ARC_SPEC,
     TOP_K,

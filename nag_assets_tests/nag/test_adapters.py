@@ -49,7 +49,7 @@ def test_unknown_architecture_is_named() -> None:
             super().__init__()
             self.proj = nn.Linear(2, 2)
 
-    with pytest.raises(BackboneError, match=r"NoMlp has no up_proj module.*\.mlp\.up_proj"):
+    with pytest.raises(BackboneError, match=r"NoMlp has no MLP up-projection.*\.mlp\.up_proj"):
         from_model(NoMlp(), tiny_tokenizer())
 
 

@@ -12,6 +12,7 @@ import pytest
 from nag_assets.nag import Backbone, extract_nags, neuron_baseline
 from nag_assets.pipeline import impact, shards, targets
 from nag_assets.pipeline.common import NagSettings, nags_of
+from nag_assets.pipeline.layout import SHARD_NAG
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
 
@@ -37,11 +38,11 @@ NORMALIZED = NagSettings(top_k=4, impact="normalized", impact_sample="samples/mi
 
 def test_shard_nag_normalizes_by_the_sample_mean(store: Storage, backbone: Backbone) -> None:
     step = shards.shard_nag(store, "pool", backbone, NORMALIZED)
-    meta = store.read_meta(shards.NAG, "pool.parquet")
+    meta = store.read_meta(SHARD_NAG, "pool.parquet")
     assert meta["impact"] == "normalized" and not step.skipped
     baseline = neuron_baseline(backbone, SAMPLE_TEXTS)
     expected, _ = extract_nags(backbone, POOL, 4, baseline=baseline)
-    got = nags_of(store.read_parquet(shards.NAG, "pool.parquet"), meta)
+    got = nags_of(store.read_parquet(SHARD_NAG, "pool.parquet"), meta)
     np.testing.assert_array_equal(got, expected)
     assert (got != extract_nags(backbone, POOL, 4)[0]).any()
     # the baseline is kept once under assets/impact_baseline and reused

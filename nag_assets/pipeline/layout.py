@@ -1,0 +1,137 @@
+"""The storage layout and footer metadata of every table the steps write, in one place.
+
+Each step's table lives at `<folder>/<partition key>.parquet` (`table`); its footer (JSON,
+sort_keys, in the parquet file) is one of the typed records below: `to_meta` writes exactly
+the keys the files have always held, `from_meta` reads them back. `is_current` is the one
+skip-if-current test every step uses: a step whose output already records the version it
+would write does nothing.
+
+A document is known by (shard, id). `doc_key` ("shard/id") names it in facts and seeds the
+random ranker; `rank_ids` ("id<RANK_SEP>shard") is its sort key, so ties rank by (id, shard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import ClassVar, TypeVar
+
+import numpy as np
+import polars as pl
+
+from nag_assets.storage import Storage, check_key
+
+TARGET_DATASET = "assets/target_dataset"
+TARGET_NAG = "assets/target_nag"
+SHARD_NAG = "assets/shard_nag"
+SHARD_SCORES = "assets/shard_scores"
+RANKER_SCORES = "assets/baseline_scores"  # asset key kept: the non-default rankers' tables
+IMPACT_BASELINE = "assets/impact_baseline"
+SELECTED_MIXTURE = "selected_mixture"
+MIXTURE_POINTER = "CURRENT.json"
+
+RANK_SEP = "\x01"  # id + RANK_SEP + shard sorts as (id, shard): ids hold no control characters
+
+
+def table(folder: str, key: str) -> tuple[str, str]:
+    """(folder, file name) of partition `key`'s table under `folder`."""
+    return folder, f"{check_key(key)}.parquet"
+
+
+def profile_file(key: str) -> tuple[str, str]:
+    """Where target_nag keeps a target's profile (L x d_ff float32)."""
+    return TARGET_NAG, f"{check_key(key)}.profile.npy"
+
+
+def doc_key(shard: str, doc_id: str) -> str:
+    """A document's name across the pool: "shard/id"."""
+    return f"{shard}/{doc_id}"
+
+
+def rank_ids(ids: pl.Series, shard: str) -> np.ndarray:
+    """Sort keys "id<RANK_SEP>shard" of a shard's documents: ties rank by (id, shard)."""
+    return (ids + f"{RANK_SEP}{shard}").to_numpy()
+
+
+def is_current(storage: Storage, version: str, *parts: str) -> bool:
+    """Whether the table at `parts` was written for `version` (skip-if-current)."""
+    return (storage.read_meta(*parts) or {}).get("version") == version
+
+
+F = TypeVar("F", bound="Footer")
+
+
+@dataclass(frozen=True)
+class Footer:
+    """A table's footer. Fields in `OMIT_IF_NONE` are left out of the file when None."""
+
+    OMIT_IF_NONE: ClassVar[tuple[str, ...]] = ()
+
+    def to_meta(self) -> dict:
+        meta = dataclasses.asdict(self)
+        return {k: v for k, v in meta.items() if not (v is None and k in self.OMIT_IF_NONE)}
+
+    @classmethod
+    def from_meta(cls: type[F], meta: dict) -> F:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in names})
+
+    @classmethod
+    def read(cls: type[F], storage: Storage, folder: str, key: str) -> F | None:
+        """The footer of partition `key`'s table, or None if it is not written yet."""
+        meta = storage.read_meta(*table(folder, key))
+        return None if meta is None else cls.from_meta(meta)
+
+
+@dataclass(frozen=True)
+class TargetDatasetFooter(Footer):
+    version: str
+    source: str
+
+
+@dataclass(frozen=True)
+class NagFooter(Footer):
+    """target_nag and shard_nag: what `nags_of` needs to unflatten the NAGs, the settings
+    that made them; a shard's also names its file and that file's sha256."""
+
+    OMIT_IF_NONE: ClassVar[tuple[str, ...]] = ("file", "sha256")
+
+    version: str
+    layers: int
+    top_k: int
+    d_ff: int
+    max_tokens: int
+    impact: str
+    nag_fingerprint: str
+    file: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ShardScoresFooter(Footer):
+    version: str
+    targets: list
+    target_versions: dict
+    file: str
+    sha256: str
+    shard_nag_version: str
+
+
+@dataclass(frozen=True)
+class RankerScoresFooter(Footer):
+    """A non-default ranker's score table (same shape as shard_scores)."""
+
+    version: str
+    ranker: str
+    targets: list
+    sha256: str
+    shard_scores_version: str
+    seed: int | None = None
+
+
+def read_json(storage: Storage, *parts: str) -> dict | None:
+    try:
+        return json.loads(storage.read_bytes(*parts))
+    except FileNotFoundError:
+        return None
