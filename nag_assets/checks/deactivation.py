@@ -14,7 +14,7 @@ import torch
 from nag_assets.checks.common import benchmark_of, pool_nags, ready, target_meta
 from nag_assets.nag import Backbone, top_neurons
 from nag_assets.nag.adapters import zeroed as zeroed_modules
-from nag_assets.nag.extract import right_padded
+from nag_assets.nag.extract import MAX_TOKENS, right_padded
 from nag_assets.nag.profile import contrastive_profiles
 from nag_assets.pipeline.layout import TARGET_DATASET, table
 from nag_assets.pipeline.targets import load_profile
@@ -41,7 +41,9 @@ def zeroed(backbone: Backbone, neurons: Sequence[np.ndarray]):
 
 
 @torch.inference_mode()
-def lm_loss(backbone: Backbone, texts: list[str], max_tokens: int = 120, batch: int = 16) -> float:
+def lm_loss(
+    backbone: Backbone, texts: list[str], max_tokens: int = MAX_TOKENS, batch: int = 16
+) -> float:
     """Mean next-token cross-entropy (nats per token) of the full causal LM over `texts`."""
     ids = [x for x in backbone.tokenize(texts, max_tokens) if len(x) > 1]
     total, count = 0.0, 0
@@ -90,7 +92,7 @@ def deactivation(
     seeds: int = 3,
     examples: int = 50,
     targets: list[str] | None = None,
-    max_tokens: int = 120,
+    max_tokens: int = MAX_TOKENS,
     log=None,
 ) -> dict:
     """Loss on held-out examples intact, with the target's own top-K neurons per layer off

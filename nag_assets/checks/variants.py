@@ -26,7 +26,7 @@ from nag_assets.checks.common import jaccard, ready, selections, target_meta
 from nag_assets.checks.deactivation import VARIANT_INDEX
 from nag_assets.checks.stability import subsample
 from nag_assets.nag import Backbone, build_profile, concentration, extract_impacts, score_many
-from nag_assets.nag.extract import nags_from_impacts
+from nag_assets.nag.extract import BATCH_SIZE, nags_from_impacts
 from nag_assets.nag.profile import contrastive_profiles, neuron_use
 from nag_assets.pipeline.layout import SHARD_SCORES, rank_ids, table
 from nag_assets.pipeline.ranker_scores import shard_texts, target_texts
@@ -62,7 +62,7 @@ def variants(
     examples: int = 50,
     seeds: int = 3,
     targets: list[str] | None = None,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     progress=False,
 ) -> dict:
     """Each variant's figures (see the module docstring); `examples`: the stability subset."""

@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.storage import Storage, digest
 
@@ -52,9 +53,9 @@ class BackboneResource(dg.ConfigurableResource):
     model: str = Field(default="embedded", description="'embedded', a local folder or HF name")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str | None = Field(default=None, description="None: bf16 on CUDA, fp32 on CPU")
-    top_k: int = Field(default=5, description="neurons kept per layer (~0.3% of d_ff)")
-    max_tokens: int = Field(default=120, description="tokens of each text the NAG looks at")
-    batch_size: int = Field(default=32, description="texts per forward pass (speed only)")
+    top_k: int = Field(default=TOP_K, description="neurons kept per layer (~0.3% of d_ff)")
+    max_tokens: int = Field(default=MAX_TOKENS, description="tokens of each text the NAG looks at")
+    batch_size: int = Field(default=BATCH_SIZE, description="texts per forward pass (speed only)")
     impact: str = Field(
         default="raw",
         description="raw (the paper) | normalized: impact / the neuron's mean over impact_sample",
@@ -74,9 +75,9 @@ class BackboneResource(dg.ConfigurableResource):
             model=env("NAG_MODEL", "embedded"),
             device=env("NAG_DEVICE", "auto"),
             dtype=env("NAG_DTYPE") or None,
-            top_k=int(env("NAG_TOP_K", "5")),
-            max_tokens=int(env("NAG_MAX_TOKENS", "120")),
-            batch_size=int(env("NAG_BATCH_SIZE", "32")),
+            top_k=int(env("NAG_TOP_K", TOP_K)),
+            max_tokens=int(env("NAG_MAX_TOKENS", MAX_TOKENS)),
+            batch_size=int(env("NAG_BATCH_SIZE", BATCH_SIZE)),
             impact=env("NAG_IMPACT", "raw"),
             impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
         )

@@ -81,8 +81,7 @@ def adapter_for(model: nn.Module, neuron_type: str = UP) -> Adapter:
     known = ", ".join(f"*{a.sites[neuron_type].suffix}" for a in ADAPTERS if neuron_type in a.sites)
     what = NEURON_TYPES.get(neuron_type, neuron_type)
     raise UnsupportedArchitecture(
-        f"{type(model).__name__} has no {what} this tool knows "
-        f"(looked for modules named {known})"
+        f"{type(model).__name__} has no {what} this tool knows (looked for modules named {known})"
     )
 
 

@@ -19,6 +19,11 @@ from nag_assets.nag.backbone import Backbone
 
 Progress = Callable[[int, int, int], None]  # (texts done, texts total, tokens done)
 
+# The defaults of every NAG setting, here once: the pipeline and the Dagster resource use them.
+TOP_K = 5  # neurons kept per layer
+MAX_TOKENS = 120  # tokens of each text a NAG reads
+BATCH_SIZE = 32  # texts per forward pass: speed and memory only, never the NAG
+
 
 class _Stop(Exception):
     """Raised by the last up-projection hook to skip the rest of the forward pass."""
@@ -43,8 +48,8 @@ def extract_nags(
     backbone: Backbone,
     texts: Sequence[str],
     top_k: int,
-    max_tokens: int = 120,
-    batch_size: int = 16,
+    max_tokens: int = MAX_TOKENS,
+    batch_size: int = BATCH_SIZE,
     progress: bool | Progress = False,
     baseline: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +72,8 @@ def extract_nags(
 def extract_impacts(
     backbone: Backbone,
     texts: Sequence[str],
-    max_tokens: int = 120,
-    batch_size: int = 16,
+    max_tokens: int = MAX_TOKENS,
+    batch_size: int = BATCH_SIZE,
     progress: bool | Progress = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every neuron's impact (n, L, d_ff) float32 (zeros for a text without tokens) and the
@@ -84,8 +89,8 @@ def extract_impacts(
 def neuron_baseline(
     backbone: Backbone,
     texts: Sequence[str],
-    max_tokens: int = 120,
-    batch_size: int = 16,
+    max_tokens: int = MAX_TOKENS,
+    batch_size: int = BATCH_SIZE,
     progress: bool | Progress = False,
 ) -> np.ndarray:
     """(L, d_ff) float32: each neuron's impact averaged over the texts (each text counts

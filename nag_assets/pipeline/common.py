@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, extract_nags
+from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.pipeline.layout import NagFooter
 from nag_assets.sources.files import InputError, is_input_file
 from nag_assets.storage import ChangedWhileReading, Storage, check_key, digest, partition_key
@@ -28,9 +29,9 @@ class NagSettings:
     by its mean over `impact_sample` ("embedded": Wikipedia leads; else a documents file,
     relative to the storage root or a URL) before the top-K."""
 
-    top_k: int = 5
-    max_tokens: int = 120
-    batch_size: int = 32
+    top_k: int = TOP_K
+    max_tokens: int = MAX_TOKENS
+    batch_size: int = BATCH_SIZE
     impact: str = "raw"
     impact_sample: str = "embedded"
 

@@ -55,7 +55,10 @@ def rank_ids(ids: pl.Series, shard: str) -> np.ndarray:
 
 
 def is_current(storage: Storage, version: str, *parts: str) -> bool:
-    """Whether the table at `parts` was written for `version` (skip-if-current)."""
+    """Whether the output at `parts` (a table's footer, or a JSON file such as the mixture's
+    pointer) records `version`: the one skip-if-current test of every step."""
+    if parts[-1].endswith(".json"):
+        return (read_json(storage, *parts) or {}).get("version") == version
     return (storage.read_meta(*parts) or {}).get("version") == version
 
 

@@ -34,6 +34,7 @@ from nag_assets.pipeline.layout import (
     NagFooter,
     ShardScoresFooter,
     doc_key,
+    is_current,
     rank_ids,
     read_json,
     table,
@@ -122,7 +123,7 @@ def selected_mixture(
     cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
     version = _mixture_version(targets, settings, versions)
     pointer = read_json(storage, FOLDER, POINTER)
-    if pointer and pointer["version"] == version:
+    if is_current(storage, version, FOLDER, POINTER):
         return StepResult(version, True, pointer["facts"])
     written = _write_parts(storage, batches, cutoffs, usable, version, settings)
     facts = _facts(cutoffs, written, versions, left_out, settings)
