@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

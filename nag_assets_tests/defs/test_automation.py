@@ -9,6 +9,8 @@ import pytest
 
 from nag_assets_tests.defs.helpers import Graph, requested, science_texts, write_jsonl
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 SHARDS = ["wiki-000", "wiki-001", "wiki-002"]
 DOWNSTREAM = ["target_nag", "shard_scores", "selected_mixture"]
 

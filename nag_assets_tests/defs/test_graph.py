@@ -23,6 +23,8 @@ from nag_assets_tests.defs.helpers import (
     science_texts,
 )
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 TARGETS = {"arc_easy": ARC_SPEC, "water": science_texts(12)}
 SHARDS = ["wiki-000", "wiki-001", "wiki-002"]
 

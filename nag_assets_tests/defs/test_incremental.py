@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import polars as pl
+import pytest
 
 from nag_assets.pipeline.mixture import read_mixture
 from nag_assets.sources.wiki import write_shards
@@ -18,6 +19,8 @@ from nag_assets_tests.defs.helpers import (
     read_scores,
     science_texts,
 )
+
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
 
 SHARDS = ["wiki-000", "wiki-001", "wiki-002"]
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from nag_assets.defs.driver import sensor_tick
 from nag_assets.pipeline.mixture import read_mixture
@@ -21,6 +22,8 @@ from nag_assets_tests.defs.helpers import (
     pairs,
     read_scores,
 )
+
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
 
 
 def _tick(g: Graph) -> tuple[str | None, list[dict]]:

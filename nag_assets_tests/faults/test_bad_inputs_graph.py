@@ -18,6 +18,8 @@ from nag_assets.pipeline.mixture import read_mixture
 from nag_assets_tests.defs.helpers import Graph, build_root, science_texts
 from nag_assets_tests.faults.helpers import failure_text
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 GOOD_SHARDS = ["wiki-000", "wiki-001"]
 BAD_TARGETS = {
     "few": "target 'few' (few.jsonl): 3 usable examples, at least 5 needed",

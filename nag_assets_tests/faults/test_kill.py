@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from nag_assets.defs.resources import StorageResource
 from nag_assets.pipeline.mixture import FOLDER, POINTER, mixture_digest, read_mixture
@@ -22,6 +23,8 @@ from nag_assets.sources.wiki import write_shards
 from nag_assets.storage import TEMP_MAX_AGE_S, TEMP_PREFIX, Storage
 from nag_assets_tests.defs.helpers import science_texts, write_jsonl
 from nag_assets_tests.faults.helpers import StorageGraph, plain_run
+
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL, BIG = 20, 120

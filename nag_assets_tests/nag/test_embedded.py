@@ -13,7 +13,7 @@ import torch
 
 from nag_assets.nag import Backbone, extract_nags, load_backbone
 
-pytestmark = pytest.mark.embedded
+pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 
 TEXTS = [
     "The capital of France is Paris.",

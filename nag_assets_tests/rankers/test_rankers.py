@@ -62,6 +62,7 @@ def test_embedding_scores_map_cosine_to_unit_interval() -> None:
     assert s[:, 0].tolist() == pytest.approx([1.0, 0.5, 0.0])
 
 
+@pytest.mark.slow  # loads all-MiniLM-L6-v2
 def test_packaged_minilm_loads_offline_and_ranks_by_meaning(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = load_embedder()

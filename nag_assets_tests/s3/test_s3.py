@@ -23,6 +23,8 @@ from nag_assets_tests.defs.helpers import build_root, expected_selection, pairs,
 from nag_assets_tests.faults.helpers import StorageGraph, plain_run
 from nag_assets_tests.s3.conftest import S3
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 SHARDS = ["wiki-000", "wiki-001", "wiki-002"]
 TARGETS = {"water": science_texts(12), "fire": science_texts(10, "fire")}
 PREFIX = "pool/v1"

@@ -21,7 +21,7 @@ from nag_assets_tests.ui.browser import (
 )
 from nag_assets_tests.ui.site import SHARDS, TARGETS, DagsterUI, Site
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
 ASSETS = (
     "target_dataset",

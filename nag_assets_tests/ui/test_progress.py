@@ -6,6 +6,8 @@ import pytest
 
 import nag_assets.defs.common as common
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 
 class _Log:
     def __init__(self) -> None:
