@@ -39,6 +39,7 @@ class Run:
     assets: tuple[str, ...]
     partition: str | None  # one partition, "first..last" for a range, None unpartitioned
     tags: dict
+    parent_run_id: str | None  # the run this one re-executes (a retry)
     created: float
     ended: float | None
     steps: tuple[Step, ...]
@@ -46,8 +47,9 @@ class Run:
 
     @property
     def origin(self) -> str:
-        """Who asked for it: the sensor's name, 'retry' or 'manual'."""
-        if "dagster/parent_run_id" in self.tags:
+        """Who asked for it: 'retry' (Dagster's run retries, which copy the parent's tags), or
+        the sensor's name, or 'manual'."""
+        if "dagster/retry_number" in self.tags:
             return "retry"
         return self.tags.get("dagster/sensor_name") or (
             "nag_automation" if "dagster/backfill" in self.tags else "manual"
@@ -83,6 +85,7 @@ def runs(instance: dg.DagsterInstance) -> list[Run]:
                 assets=tuple(sorted(k.to_user_string() for k in run.asset_selection or [])),
                 partition=partition,
                 tags=tags,
+                parent_run_id=run.parent_run_id,
                 created=record.create_timestamp.timestamp(),
                 ended=record.end_time,
                 steps=tuple(Step(k, s, e) for k, (s, e) in steps.items()),

@@ -12,6 +12,7 @@ the `backbone` pool) to do the rest. The phases build on each other (module fixt
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -124,6 +125,14 @@ def reference_digest(deployment: Deployment, shards: list[str]) -> str:
     return plain_run(Storage(str(ref)), deployment.model)
 
 
+def note(deployment: Deployment, name: str, phase: Phase) -> Phase:
+    """Each phase's time and runs, in test_artifacts/daemon/phases.jsonl (CI keeps no stdout)."""
+    line = {"phase": name, "seconds": round(phase.seconds), "runs": made(phase.new_runs)}
+    with (deployment.logs / "phases.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
+    return phase
+
+
 def made(run_list: list[Run]) -> list[tuple[str, str | None]]:
     return sorted(m for r in run_list for m in r.materialized)
 
@@ -134,7 +143,7 @@ def first(deployment: Deployment, instance: dg.DagsterInstance, staging: Path) -
     drop(staging, deployment.root, "targets", *TARGETS)
     drop(staging, deployment.root, "shards", *FIRST)
     done, facts = settle(instance, deployment, FIRST, set())
-    return Phase(done, done, facts, time.monotonic() - start)
+    return note(deployment, "first", Phase(done, done, facts, time.monotonic() - start))
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +153,7 @@ def fourth(deployment: Deployment, instance: dg.DagsterInstance, staging, first)
     drop(staging, deployment.root, "shards", FOURTH)
     done, facts = settle(instance, deployment, [*FIRST, FOURTH], set())
     new = [r for r in done if r.run_id not in before]
-    return Phase(new, done, facts, time.monotonic() - start)
+    return note(deployment, "fourth", Phase(new, done, facts, time.monotonic() - start))
 
 
 @dataclass
@@ -177,7 +186,8 @@ def restarted(deployment: Deployment, instance: dg.DagsterInstance, staging, fou
     deployment.start("daemon")
     done, facts = settle(instance, deployment, [*FIRST, FOURTH, SLOW_SHARD], {BAD})
     new = [r for r in done if r.run_id not in before]
-    return Restart(Phase(new, done, facts, time.monotonic() - start), killed.run_id, alive)
+    phase = note(deployment, "restart", Phase(new, done, facts, time.monotonic() - start))
+    return Restart(phase, killed.run_id, alive)
 
 
 def _alive(pid: int) -> bool:
@@ -237,9 +247,10 @@ def test_killed_shard_run_is_retried_once_and_nothing_is_doubled(
     assert killed.status == dg.DagsterRunStatus.FAILURE and killed.materialized == ()
     engine = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
     assert any(f"Run execution process for {killed.run_id}" in e.message for e in engine)
-    assert [(r.origin, r.status, r.tags["dagster/parent_run_id"]) for r in retries] == [
+    assert [(r.origin, r.status, r.parent_run_id) for r in retries] == [
         ("retry", dg.DagsterRunStatus.SUCCESS, killed.run_id)
-    ]
+    ], [(r.origin, r.status, r.parent_run_id, r.tags) for r in retries]
+    assert killed.tags["dagster/auto_retry_run_id"] == retries[0].run_id
     # Each new partition materialized once; nothing else re-ran.
     assert made(phase.new_runs) == [
         ("selected_mixture", None),
