@@ -176,7 +176,7 @@ def restarted(deployment: Deployment, instance: dg.DagsterInstance, staging, fou
     time.sleep(2)
     alive = _alive(worker)  # the run belongs to the code server, not to the daemon
     os.kill(worker, signal.SIGKILL)
-    (killed,) = [r for r in runs(instance) if r.partition == SLOW_SHARD]
+    (killed,) = [r for r in runs(instance) if r.partition == SLOW_SHARD]  # only shard_nag yet
 
     def marked_failed():
         run = instance.get_run_by_id(killed.run_id)
@@ -241,7 +241,7 @@ def test_killed_shard_run_is_retried_once_and_nothing_is_doubled(
 ) -> None:
     phase = restarted.phase
     assert restarted.worker_outlived_daemon, "killing the daemon took the run worker with it"
-    slow = [r for r in phase.new_runs if r.partition == SLOW_SHARD]
+    slow = [r for r in phase.new_runs if (r.assets, r.partition) == (("shard_nag",), SLOW_SHARD)]
     killed, retries = slow[0], slow[1:]
     assert killed.run_id == restarted.killed_run
     assert killed.status == dg.DagsterRunStatus.FAILURE and killed.materialized == ()
