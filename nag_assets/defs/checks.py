@@ -6,10 +6,9 @@ import dagster as dg
 from pydantic import Field
 
 from nag_assets import checks as steps
-from nag_assets.defs.common import STORAGE_KIND, progress_logger
+from nag_assets.defs.common import progress_logger, resources, with_defaults
 from nag_assets.defs.resources import BackboneResource, StorageResource
-from nag_assets.defs.shards import shard_scores
-from nag_assets.defs.targets import target_nag
+from nag_assets.defs.spec import SelectionSpec
 
 REPORT = ("assets/selection_checks", "latest.json")
 
@@ -39,14 +38,7 @@ class ChecksConfig(dg.Config):
     examples: int = Field(default=50, description="deactivation: held-out examples.")
 
 
-@dg.asset(
-    deps=[
-        dg.AssetDep(shard_scores, partition_mapping=dg.AllPartitionMapping()),
-        dg.AssetDep(target_nag, partition_mapping=dg.AllPartitionMapping()),
-    ],
-    group_name="selection",
-    kinds={"numpy", "polars", STORAGE_KIND},
-    description="""Does the selection work? Run on demand (Materialize; pick the checks in
+SELECTION_CHECKS_DOC = """Does the selection work? Run on demand (Materialize; pick the checks in
 the launchpad). `stability`: Jaccard of the selection from 25/50/100/200 target examples with
 the one from all. `agreement`: Jaccard of the NAG selection with each baseline ranker's
 (random, dsir, embedding), beside the floor of two random selections. `variants` (beyond the
@@ -56,9 +48,33 @@ overlap with the paper's selection and between targets, stability. `deactivation
 backbone's loss on held-out benchmark examples with the target's top-K neurons per layer
 zeroed (per profile variant), beside K random ones. `summary` holds the headline figures;
 each check's full result is in its own entry. The same checks run from the command line:
-`python -m nag_assets.checks stability|agreement|variants|deactivation --root ROOT`.""",
-)
-def selection_checks(
+`python -m nag_assets.checks stability|agreement|variants|deactivation --root ROOT`."""
+
+
+def checks_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
+    """selection_checks of one selection; its launchpad defaults are the selection's."""
+    config_cls = with_defaults(ChecksConfig, spec.checks)
+
+    @dg.asset(
+        key=spec.key("selection_checks"),
+        deps=[
+            dg.AssetDep(spec.key("shard_scores"), partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(spec.key("target_nag"), partition_mapping=dg.AllPartitionMapping()),
+        ],
+        group_name=spec.named("selection"),
+        kinds={"numpy", "polars", spec.storage_kind},
+        required_resource_keys={spec.storage_key, spec.backbone_key},
+        description=SELECTION_CHECKS_DOC,
+    )
+    def selection_checks(
+        context: dg.AssetExecutionContext, config: config_cls
+    ) -> dg.MaterializeResult:
+        return _selection_checks(context, config, *resources(context, spec))
+
+    return selection_checks
+
+
+def _selection_checks(
     context: dg.AssetExecutionContext,
     config: ChecksConfig,
     storage: StorageResource,

@@ -4,13 +4,34 @@ import time
 
 import dagster as dg
 import numpy as np
+from pydantic import create_model
+from pydantic.fields import FieldInfo
 
-from nag_assets.defs.resources import default_root
+from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline.common import StepResult
 
-# The kind badge of the assets that read or write the user's files: where the storage root
-# (NAG_ASSETS_ROOT) lives when the definitions load.
-STORAGE_KIND = "s3" if default_root().startswith("s3://") else "file"
+
+def storage_of(context, spec: SelectionSpec) -> StorageResource:
+    """The selection's own storage (resource keys differ per selection)."""
+    return getattr(context.resources, spec.storage_key)
+
+
+def resources(context, spec: SelectionSpec) -> tuple[StorageResource, BackboneResource]:
+    """The selection's own storage and backbone."""
+    return storage_of(context, spec), getattr(context.resources, spec.backbone_key)
+
+
+def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> type[dg.Config]:
+    """`config_cls` whose launchpad defaults are the values of `defaults` (a selection's own
+    budget and rankers), the field descriptions kept."""
+    if defaults is None:
+        return config_cls
+    fields = {
+        name: (info.annotation, FieldInfo.merge_field_infos(info, default=getattr(defaults, name)))
+        for name, info in config_cls.model_fields.items()
+    }
+    return create_model(config_cls.__name__, __base__=config_cls, **fields)
 
 
 def result(step: StepResult, **extra) -> dg.MaterializeResult:

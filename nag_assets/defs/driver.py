@@ -4,17 +4,21 @@ in production `dagster dev` (or a deployment) runs the real daemons instead."""
 
 import dagster as dg
 
-from nag_assets.defs.sensors import pool_sensor
-
 LOG_LEVEL = "WARNING"  # the in-process runs' console log level; the instance keeps all events
 
 
-def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None):
-    """Evaluate pool_sensor once and apply what it asks (partitions, observations, runs)."""
+def sensor_tick(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor: str | None = None,
+    sensor: str = "pool_sensor",
+):
+    """Evaluate the pool sensor once (a named selection's: `<name>_pool_sensor`) and apply
+    what it asks (partitions, observations, runs)."""
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
     )
-    result = pool_sensor(context)
+    result = defs.resolve_sensor_def(sensor)(context)
     for req in result.dynamic_partitions_requests or []:
         if isinstance(req, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
@@ -28,15 +32,23 @@ def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str 
 
 
 def automation_ticks(
-    defs: dg.Definitions, instance: dg.DagsterInstance, cursor=None, max_ticks: int = 10
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    cursor=None,
+    max_ticks: int = 10,
+    sensor: str | None = None,
 ):
-    """Evaluate the automation conditions and run what they request, until quiet.
+    """Evaluate the automation conditions and run what they request, until quiet; with
+    `sensor` (an automation sensor's name), only the assets that sensor targets.
 
     Returns (cursor, runs). Like the daemon, conditions see updates relative to the previous
     tick, so keep passing the cursor along (start with one tick before any change)."""
+    selection = defs.resolve_sensor_def(sensor).asset_selection if sensor else None
     runs = []
     for _ in range(max_ticks):
-        evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        evaluation = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, cursor=cursor, asset_selection=selection
+        )
         cursor = evaluation.cursor
         requests = _requests(defs, instance, evaluation)
         if not requests:

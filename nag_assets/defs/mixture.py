@@ -8,10 +8,10 @@ import polars as pl
 from pydantic import Field
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import STORAGE_KIND
+from nag_assets.defs.common import storage_of, with_defaults
 from nag_assets.defs.plots import score_plot
 from nag_assets.defs.resources import StorageResource
-from nag_assets.defs.shards import shard_scores
+from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
@@ -50,25 +50,7 @@ class MixtureConfig(dg.Config):
     seed: int = Field(default=0, description="Seed of the random ranker (ignored by others).")
 
 
-@dg.asset(
-    deps=[dg.AssetDep(shard_scores, partition_mapping=dg.AllPartitionMapping())],
-    group_name="selection",
-    kinds={"polars", "parquet", STORAGE_KIND},
-    code_version=STEP_CODE_VERSION,
-    automation_condition=on_update("shard_scores"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "budget_holds",
-            asset="selected_mixture",
-            description="No target's documents exceed its share of the token budget.",
-        ),
-        dg.AssetCheckSpec(
-            "rows_point_to_documents",
-            asset="selected_mixture",
-            description="Every row is a scored document of its shard, with its text.",
-        ),
-    ],
-    description="""The selected corpus: per target, the best-scoring documents that fit its
+SELECTED_MIXTURE_DOC = """The selected corpus: per target, the best-scoring documents that fit its
 share of the token budget, as parquet with text and provenance (target, score, shard and the
 shard's own columns). `selected_mixture/CURRENT.json` names the version in force.
 
@@ -78,14 +60,53 @@ distribution over the pool with its cut-off, picked documents in orange; `chosen
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
 `inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used.
 Budget fraction, per-target weights, dedup and the ranker (nag, nag_contrastive, or a
-baseline: random, dsir, embedding; recorded as `ranker`): Materialize > Open launchpad.""",
-)
-def selected_mixture(
-    context: dg.AssetExecutionContext, config: MixtureConfig, storage: StorageResource
+baseline: random, dsir, embedding; recorded as `ranker`): Materialize > Open launchpad."""
+
+
+def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
+    """selected_mixture of one selection; its launchpad defaults are the selection's."""
+    key = spec.key("selected_mixture")
+    config_cls = with_defaults(MixtureConfig, spec.mixture)
+
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetDep(spec.key("shard_scores"), partition_mapping=dg.AllPartitionMapping())],
+        group_name=spec.named("selection"),
+        kinds={"polars", "parquet", spec.storage_kind},
+        code_version=STEP_CODE_VERSION,
+        automation_condition=on_update(spec.key("shard_scores")),
+        required_resource_keys={spec.storage_key},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "budget_holds",
+                asset=key,
+                description="No target's documents exceed its share of the token budget.",
+            ),
+            dg.AssetCheckSpec(
+                "rows_point_to_documents",
+                asset=key,
+                description="Every row is a scored document of its shard, with its text.",
+            ),
+        ],
+        description=SELECTED_MIXTURE_DOC,
+    )
+    def selected_mixture(
+        context: dg.AssetExecutionContext, config: config_cls
+    ) -> dg.MaterializeResult:
+        return _selected_mixture(context, config, storage_of(context, spec), spec)
+
+    return selected_mixture
+
+
+def _selected_mixture(
+    context: dg.AssetExecutionContext,
+    config: MixtureConfig,
+    storage: StorageResource,
+    spec: SelectionSpec,
 ) -> dg.MaterializeResult:
     store = storage.storage()
-    targets = sorted(context.instance.get_dynamic_partitions("targets"))
-    shards = sorted(context.instance.get_dynamic_partitions("shards"))
+    targets = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
+    shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
     settings = steps.MixtureSettings(
         config.fraction, dict(config.weights), config.dedup, config.ranker, config.seed
     )
@@ -95,12 +116,12 @@ def selected_mixture(
         context.log.warning(f"shard {s} left out of the mixture: {why}")
     return dg.MaterializeResult(
         data_version=dg.DataVersion(step.version),
-        metadata=_metadata(store, facts, step.skipped),
+        metadata=_metadata(store, facts, step.skipped, spec),
         check_results=_checks(store, facts),
     )
 
 
-def _metadata(store, facts: dict, skipped: bool) -> dict:
+def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
     per_target = facts["targets"]
     hists = dict(zip(per_target, facts["histogram"]))
     cutoffs = {t: f["cutoff_score"] for t, f in per_target.items()}
@@ -114,7 +135,7 @@ def _metadata(store, facts: dict, skipped: bool) -> dict:
         "pool_tokens": facts["pool_tokens"],
         "chosen_by_several_n": facts["chosen_by_several"],
         "chosen_by_several": _several_table(store, facts),
-        "inputs": dg.MetadataValue.md(_inputs_md(facts, shard_meta)),
+        "inputs": dg.MetadataValue.md(_inputs_md(facts, shard_meta, spec)),
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
         "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
         "ranker": facts.get("ranker", "nag"),  # what ranked the documents
@@ -212,7 +233,7 @@ def partition_link(asset: str, key: str) -> str:
     return f"../assets/{asset}?view=partitions&partition={quote(key)}"
 
 
-def _inputs_md(facts: dict, shard_meta: dict[str, dict]) -> str:
+def _inputs_md(facts: dict, shard_meta: dict[str, dict], spec: SelectionSpec) -> str:
     """A table linking to the target_nag and shard_nag partitions used, with the data version
     of each (what their materializations recorded). Links are relative (`../assets/...`), so
     they resolve from the asset and run pages, under any `--path-prefix`."""
@@ -221,8 +242,9 @@ def _inputs_md(facts: dict, shard_meta: dict[str, dict]) -> str:
         link = f"[{key}]({partition_link(asset, key)})"
         return f"| {asset} | {link} | `{version or '?'}` |"
 
-    rows = [row("target_nag", t, v) for t, v in facts["target_versions"].items()]
-    rows += [row("shard_nag", s, meta.get("shard_nag_version")) for s, meta in shard_meta.items()]
+    target_nag, shard_nag = spec.link_name("target_nag"), spec.link_name("shard_nag")
+    rows = [row(target_nag, t, v) for t, v in facts["target_versions"].items()]
+    rows += [row(shard_nag, s, meta.get("shard_nag_version")) for s, meta in shard_meta.items()]
     return "| asset | partition | data version |\n|---|---|---|\n" + "\n".join(rows)
 
 

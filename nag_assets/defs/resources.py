@@ -23,6 +23,14 @@ def default_root() -> str:
     return str(base / "demo_root")
 
 
+def storage_kind(root: str) -> str:
+    """The kind badge of the assets that read or write the root: "s3" or "file". A root given
+    as dg.EnvVar is looked up now, only for the badge (the resource reads it at run time)."""
+    if isinstance(root, dg.EnvVar):
+        root = root.get_value("") or ""
+    return "s3" if root.startswith("s3://") else "file"
+
+
 class StorageResource(dg.ConfigurableResource):
     """One root, a local folder or s3://bucket/prefix, for inputs and outputs."""
 
@@ -73,11 +81,12 @@ class BackboneResource(dg.ConfigurableResource):
     )
 
     @classmethod
-    def from_env(cls) -> "BackboneResource":
+    def from_env(cls, **given) -> "BackboneResource":
         """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS,
-        NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE."""
+        NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE; the settings `given` (a selection's own,
+        from its component config) take precedence over the environment."""
         env = os.environ.get
-        return cls(
+        settings = dict(
             model=env("NAG_MODEL", "embedded"),
             device=env("NAG_DEVICE", "auto"),
             dtype=env("NAG_DTYPE") or None,
@@ -87,6 +96,7 @@ class BackboneResource(dg.ConfigurableResource):
             impact=env("NAG_IMPACT", "raw"),
             impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
         )
+        return cls(**(settings | given))
 
     def spec(self) -> BackboneSpec:
         """The backbone as a worker elsewhere would load it (the extractor seam)."""
@@ -103,6 +113,12 @@ class BackboneResource(dg.ConfigurableResource):
 
     def code_version(self) -> str:
         """Changes with every setting that changes a NAG, without loading the model."""
+        if deferred := [name for name in NAG_SHAPING if isinstance(getattr(self, name), EnvVars)]:
+            raise ValueError(
+                f"backbone settings {deferred} are given as dg.EnvVar, read only at run time, "
+                "but they shape every NAG and so its code version, needed when the definitions "
+                "load: give them as values (in a component's YAML: {{ env.NAG_MODEL }})"
+            )
         normalized = [self.impact, self.impact_sample] if self.impact != "raw" else []
         return digest(self.model, self.dtype_in_use(), self.top_k, self.max_tokens, *normalized)
 
@@ -113,3 +129,9 @@ class BackboneResource(dg.ConfigurableResource):
             return str(resolve_dtype(self.dtype, resolve_device(self.device)))
         except BackboneError:
             return str(self.dtype)
+
+
+# The settings that change a NAG or its code version (the device picks the dtype in use);
+# the others may be dg.EnvVar.
+NAG_SHAPING = ("model", "device", "dtype", "top_k", "max_tokens", "impact", "impact_sample")
+EnvVars = (dg.EnvVar, type(dg.EnvVar.int("_")))

@@ -5,30 +5,39 @@ import json
 
 import dagster as dg
 
-from nag_assets.defs.mixture import selected_mixture
-from nag_assets.defs.partitions import shards, targets
 from nag_assets.defs.resources import StorageResource
-from nag_assets.defs.shards import candidate_shard, shard_nag
-from nag_assets.defs.targets import target_dataset
+from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline.watch import scan
 from nag_assets.storage import sha256_file
 
-WATCHED = (("targets", targets, target_dataset), ("shards", shards, shard_nag))
+
+def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
+    """The pool sensor of one selection: its own name, partition sets and cursor."""
+
+    @dg.sensor(
+        name=spec.named("pool_sensor"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        asset_selection=[spec.key(a) for a in ("target_dataset", "shard_nag", "selected_mixture")],
+        required_resource_keys={spec.storage_key},
+        description="Watches targets/ and shards/: new files add partitions and request runs, "
+        "changed files request their own partition, removed files remove their partition.",
+    )
+    def _pool_sensor(context: dg.SensorEvaluationContext, **resources):  # by resource key
+        return _tick(context, resources[spec.storage_key], spec)
+
+    return _pool_sensor
 
 
-@dg.sensor(
-    name="pool_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    asset_selection=[target_dataset, shard_nag, selected_mixture],
-    description="Watches targets/ and shards/: new files add partitions and request runs, "
-    "changed files request their own partition, removed files remove their partition.",
-)
-def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
+def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: SelectionSpec):
+    watched = (
+        ("targets", spec.targets, spec.key("target_dataset")),
+        ("shards", spec.shards, spec.key("shard_nag")),
+    )
     store = storage.storage()
     cursor = json.loads(context.cursor) if context.cursor else {}
     runs, partition_requests, events, removed, log = [], [], [], [], []
-    for folder, partitions, first in WATCHED:
+    for folder, partitions, first in watched:
         found = scan(store, folder, cursor.get(folder, {}))
         existing = set(context.instance.get_dynamic_partitions(partitions.name))
         if new := [k for k in found.added if k not in existing]:
@@ -36,19 +45,21 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         todo = [
             k
             for k in found.added
-            if k not in existing or not _done(context, first.key, k, found.seen[k], store, folder)
+            if k not in existing or not _done(context, first, k, found.seen[k], store, folder)
         ]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
             runs.append(
                 dg.RunRequest(
-                    run_key=f"{folder}:{k}:{version}", partition_key=k, asset_selection=[first.key]
+                    run_key=f"{folder}:{k}:{version}", partition_key=k, asset_selection=[first]
                 )
             )
             if folder == "shards":
                 events.append(
                     dg.AssetObservation(
-                        candidate_shard.key, partition=k, tags={"dagster/data_version": version}
+                        spec.key("candidate_shard"),
+                        partition=k,
+                        tags={"dagster/data_version": version},
                     )
                 )
         if gone := [k for k in found.removed if k in existing]:
@@ -68,7 +79,7 @@ def pool_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
         runs.append(
             dg.RunRequest(
                 run_key=f"removed:{','.join(removed)}:{context.cursor}",
-                asset_selection=[selected_mixture.key],
+                asset_selection=[spec.key("selected_mixture")],
             )
         )
     context.log.info("; ".join(log))

@@ -5,30 +5,89 @@ import time
 import dagster as dg
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
-from nag_assets.defs.partitions import shards
+from nag_assets.defs.common import progress_logger, resources, result, storage_of
 from nag_assets.defs.resources import BackboneResource, StorageResource
-from nag_assets.defs.targets import NAG_CODE_VERSION, target_nag
+from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
 from nag_assets.sources.files import InputError
 
-
-@dg.observable_source_asset(
-    partitions_def=shards,
-    group_name="shards",
-    tags={"dagster/kind/parquet": "", f"dagster/kind/{STORAGE_KIND}": ""},
-    description="""One file of candidate pretraining documents under `shards/` (parquet or
+CANDIDATE_SHARD_DOC = """One file of candidate pretraining documents under `shards/` (parquet or
 JSONL with a `text` column and an optional unique `id`; other columns are carried into the
 mixture). Not computed here: `pool_sensor` adds a partition per new file and records its data
-version, the content hash (S3: ETag), so a touched but unchanged file never causes work.""",
-)
-def candidate_shard(
-    context: dg.AssetExecutionContext, storage: StorageResource
+version, the content hash (S3: ETag), so a touched but unchanged file never causes work."""
+
+SHARD_NAG_DOC = """Every document's NAG (the K most active up-projection neurons per layer)
+and token count. The only costly step: it runs the backbone over the shard (pool `backbone`;
+the run log shows documents done, tokens per second and time left). Computed once per shard
+version and backbone setting, and reused by every target: adding a target never reruns it.
+
+Metadata: `documents_extracted` (0 when the stored NAGs were current), `tokens`,
+`nag_tokens` (what the backbone read, at most `max_tokens` per document), `empty_documents`,
+`seconds`, `source_version` (the file's content hash)."""
+
+SHARD_SCORES_DOC = """Where targets meet shards: each document's score against every current
+target profile (mean pairwise Dice overlap of its NAG with the profile, in [0, 1]), one column
+per target. Cheap, no backbone: re-scoring every shard after a target changes is one run over
+all partitions (single-run backfill)."""
+
+
+def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAsset]:
+    """candidate_shard, shard_nag and shard_scores of one selection."""
+    keys = {spec.storage_key, spec.backbone_key}
+
+    @dg.observable_source_asset(
+        key=spec.key("candidate_shard"),
+        partitions_def=spec.shards,
+        group_name=spec.named("shards"),
+        tags={"dagster/kind/parquet": "", f"dagster/kind/{spec.storage_kind}": ""},
+        required_resource_keys={spec.storage_key},
+        description=CANDIDATE_SHARD_DOC,
+    )
+    def candidate_shard(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
+        return _candidate_shard(context, storage_of(context, spec), spec)
+
+    @dg.asset(
+        key=spec.key("shard_nag"),
+        partitions_def=spec.shards,
+        deps=[candidate_shard],
+        group_name=spec.named("shards"),
+        kinds={"pytorch", "huggingface", "parquet"},
+        code_version=spec.nag_code_version,
+        pool=spec.backbone_pool,
+        required_resource_keys=keys,
+        description=SHARD_NAG_DOC,
+    )
+    def shard_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _shard_nag(context, *resources(context, spec))
+
+    @dg.asset(
+        key=spec.key("shard_scores"),
+        partitions_def=spec.shards,
+        deps=[
+            shard_nag,
+            dg.AssetDep(spec.key("target_nag"), partition_mapping=dg.AllPartitionMapping()),
+        ],
+        group_name=spec.named("selection"),
+        kinds={"numpy", "parquet"},
+        code_version=STEP_CODE_VERSION,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=on_update(spec.key("target_nag")),
+        required_resource_keys={spec.storage_key},
+        description=SHARD_SCORES_DOC,
+    )
+    def shard_scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _shard_scores(context, storage_of(context, spec), spec)
+
+    return [candidate_shard, shard_nag, shard_scores]
+
+
+def _candidate_shard(
+    context: dg.AssetExecutionContext, storage: StorageResource, spec: SelectionSpec
 ) -> dg.DataVersionsByPartition:
     store = storage.storage()
-    known = set(context.instance.get_dynamic_partitions(shards.name))
+    known = set(context.instance.get_dynamic_partitions(spec.shards.name))
     versions = {}
     for f in store.list_files("shards"):
         key = key_or_none(f.name)
@@ -37,23 +96,7 @@ def candidate_shard(
     return dg.DataVersionsByPartition(versions)
 
 
-@dg.asset(
-    partitions_def=shards,
-    deps=[candidate_shard],
-    group_name="shards",
-    kinds={"pytorch", "huggingface", "parquet"},
-    code_version=NAG_CODE_VERSION,
-    pool="backbone",
-    description="""Every document's NAG (the K most active up-projection neurons per layer)
-and token count. The only costly step: it runs the backbone over the shard (pool `backbone`;
-the run log shows documents done, tokens per second and time left). Computed once per shard
-version and backbone setting, and reused by every target: adding a target never reruns it.
-
-Metadata: `documents_extracted` (0 when the stored NAGs were current), `tokens`,
-`nag_tokens` (what the backbone read, at most `max_tokens` per document), `empty_documents`,
-`seconds`, `source_version` (the file's content hash).""",
-)
-def shard_nag(
+def _shard_nag(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
     key = context.partition_key
@@ -78,24 +121,11 @@ def _source_version(store, key: str) -> str:
     return f"sha256:{footer.sha256 if footer else None}"
 
 
-@dg.asset(
-    partitions_def=shards,
-    deps=[shard_nag, dg.AssetDep(target_nag, partition_mapping=dg.AllPartitionMapping())],
-    group_name="selection",
-    kinds={"numpy", "parquet"},
-    code_version=STEP_CODE_VERSION,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=on_update("target_nag"),
-    description="""Where targets meet shards: each document's score against every current
-target profile (mean pairwise Dice overlap of its NAG with the profile, in [0, 1]), one column
-per target. Cheap, no backbone: re-scoring every shard after a target changes is one run over
-all partitions (single-run backfill).""",
-)
-def shard_scores(
-    context: dg.AssetExecutionContext, storage: StorageResource
+def _shard_scores(
+    context: dg.AssetExecutionContext, storage: StorageResource, spec: SelectionSpec
 ) -> dg.MaterializeResult:
     store = storage.storage()
-    target_keys = sorted(context.instance.get_dynamic_partitions("targets"))
+    target_keys = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
     scored = skipped = 0
     failed = {}
     for key in context.partition_keys:

@@ -4,50 +4,24 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
-from nag_assets.defs.partitions import targets
+from nag_assets.defs.common import progress_logger, resources, result
 from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.spec import SelectionSpec
 from nag_assets.nag import top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 
-NAG_CODE_VERSION = f"{STEP_CODE_VERSION}-{BackboneResource.from_env().code_version()}"
-
-
-@dg.asset(
-    partitions_def=targets,
-    group_name="targets",
-    kinds={"polars", "parquet", STORAGE_KIND},
-    code_version=STEP_CODE_VERSION,
-    description="""A target set: the examples of a task you want the selected corpus to be good
+TARGET_DATASET_DOC = """A target set: the examples of a task you want the selected corpus to be good
 at, as `(id, text, tokens)`. One partition per file under `targets/` (parquet or JSONL with a
 `text` column, or a JSON spec like `{"benchmark": "hellaswag", "limit": 200}`), or a partition
 you add named `bench__<benchmark>`.
 
 Metadata: `examples` and `tokens` kept (blank texts dropped), `source` file and its
-`source_version` (content hash).""",
-)
-def target_dataset(
-    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
-) -> dg.MaterializeResult:
-    step = steps.target_dataset(
-        storage.storage(), context.partition_key, backbone.load().count_tokens
-    )
-    return result(step)
+`source_version` (content hash)."""
 
-
-@dg.asset(
-    partitions_def=targets,
-    deps=[target_dataset],
-    group_name="targets",
-    kinds={"pytorch", "huggingface", "numpy", "parquet"},
-    code_version=NAG_CODE_VERSION,
-    pool="backbone",
-    automation_condition=on_update(),
-    check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset="target_nag")],
-    description="""The target's neuron profile. The backbone reads every example; its NAG
+TARGET_NAG_DOC = """The target's neuron profile. The backbone reads every example; its NAG
 (Neuron-Activated Graph) is the K most active MLP up-projection neurons of each layer. The
 profile counts how often each neuron is in an example's NAG, per layer; documents are later
 scored by how much their NAG overlaps it. Runs the backbone (pool `backbone`), over this
@@ -57,9 +31,54 @@ Metadata: `profile_plot` (open it) shows each layer's most frequent neurons, sha
 share of examples that activate them, beside each layer's concentration; `concentration` is
 the share of NAG slots taken by the top-K neurons of a layer, averaged over layers (1.0: every
 example has the same NAG; K/d_ff: every neuron equally frequent), explained in
-`profile_summary`; `top_neurons` lists them per layer.""",
-)
-def target_nag(
+`profile_summary`; `top_neurons` lists them per layer."""
+
+
+def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
+    """target_dataset and target_nag of one selection."""
+    keys = {spec.storage_key, spec.backbone_key}
+
+    @dg.asset(
+        key=spec.key("target_dataset"),
+        partitions_def=spec.targets,
+        group_name=spec.named("targets"),
+        kinds={"polars", "parquet", spec.storage_kind},
+        code_version=STEP_CODE_VERSION,
+        required_resource_keys=keys,
+        description=TARGET_DATASET_DOC,
+    )
+    def target_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _target_dataset(context, *resources(context, spec))
+
+    @dg.asset(
+        key=spec.key("target_nag"),
+        partitions_def=spec.targets,
+        deps=[target_dataset],
+        group_name=spec.named("targets"),
+        kinds={"pytorch", "huggingface", "numpy", "parquet"},
+        code_version=spec.nag_code_version,
+        pool=spec.backbone_pool,
+        required_resource_keys=keys,
+        automation_condition=on_update(),
+        check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset=spec.key("target_nag"))],
+        description=TARGET_NAG_DOC,
+    )
+    def target_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _target_nag(context, *resources(context, spec))
+
+    return [target_dataset, target_nag]
+
+
+def _target_dataset(
+    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
+) -> dg.MaterializeResult:
+    step = steps.target_dataset(
+        storage.storage(), context.partition_key, backbone.load().count_tokens
+    )
+    return result(step)
+
+
+def _target_nag(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
     key = context.partition_key

@@ -15,7 +15,6 @@ import polars as pl
 from nag_assets.definitions import build_defs
 from nag_assets.defs.driver import automation_ticks, sensor_tick
 from nag_assets.defs.resources import BackboneResource, StorageResource
-from nag_assets.defs.sensors import pool_sensor
 from nag_assets.sources.wiki import write_shards
 from nag_assets.storage import Storage
 
@@ -106,7 +105,7 @@ class Graph:
         collect = _Collect()
         context.log.addHandler(collect)
         try:
-            result = pool_sensor(context)
+            result = self.defs.resolve_sensor_def("pool_sensor")(context)
         finally:
             context.log.removeHandler(collect)
         return result, collect.messages

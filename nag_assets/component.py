@@ -1,0 +1,176 @@
+"""NagSelection: the whole selection graph as a Dagster component, for a team's own `dg`
+project (`dg scaffold defs nag_assets.NagSelection <path>`). Each instance names its own
+storage root, backbone, budget and rankers; its `name` prefixes every asset key, partition
+set, sensor, group, pool and resource key, so several selections share one code location and
+one instance. This repository's own code location (definitions.py) is the unnamed instance."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel, Field, create_model
+
+from nag_assets.defs.checks import ChecksConfig
+from nag_assets.defs.mixture import MixtureConfig
+from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.selection import selection_defs
+
+
+class FromEnv(dg.Model):
+    """`{env: NAME}`: read the variable at run time (dg.EnvVar): not shown in the UI, and it
+    may differ per deployment. For a value needed when the definitions load, write
+    `"{{ env.NAME }}"` instead."""
+
+    env: str = Field(description="environment variable name")
+
+
+def _settings_model(resource: type[dg.ConfigurableResource], skip: tuple[str, ...] = ()):
+    """A model of the resource's settings, each optional (unset: the environment's value or
+    the resource's default) and each either a value or `{env: NAME}`."""
+    fields: dict[str, Any] = {
+        name: (info.annotation | FromEnv | None, Field(default=None, description=info.description))
+        for name, info in resource.model_fields.items()
+        if name not in skip
+    }
+    return create_model(
+        f"{resource.__name__.removesuffix('Resource')}Settings", __base__=dg.Model, **fields
+    )
+
+
+StorageSettings = _settings_model(StorageResource)
+# `executor` is the component's own top-level field, passed through to the resource.
+BackboneSettings = _settings_model(BackboneResource, skip=("executor",))
+
+
+def _given(settings: BaseModel) -> dict[str, Any]:
+    """The settings set in the YAML, `{env: NAME}` as dg.EnvVar (int fields: EnvVar.int)."""
+    out = {}
+    for name, value in settings:
+        if value is None:
+            continue
+        if isinstance(value, FromEnv):
+            ann = settings.model_fields[name].annotation
+            is_int = ann is not None and int in getattr(ann, "__args__", ())
+            value = dg.EnvVar.int(value.env) if is_int else dg.EnvVar(value.env)
+        out[name] = value
+    return out
+
+
+class NagScaffoldParams(BaseModel):
+    """`dg scaffold defs nag_assets.NagSelection PATH --name code --root s3://bucket/code`."""
+
+    name: str | None = Field(default=None, description="selection name (default: PATH's folder)")
+    root: str | None = Field(default=None, description="storage root (local folder or s3://)")
+    model: str | None = Field(default=None, description="backbone ('embedded', folder, HF name)")
+
+
+class NagScaffolder(dg.Scaffolder[NagScaffoldParams]):
+    """Writes a commented defs.yaml naming every setting a user chooses."""
+
+    @classmethod
+    def get_scaffold_params(cls) -> type[NagScaffoldParams]:
+        return NagScaffoldParams
+
+    def scaffold(self, request: dg.ScaffoldRequest[NagScaffoldParams]) -> None:
+        params = request.params or NagScaffoldParams()
+        folder = re.sub(r"[^a-z0-9_]", "_", request.target_path.name.lower()).strip("_")
+        name = params.name or (folder if folder[:1].isalpha() else f"nag_{folder}")
+        root = params.root or f"selections/{name}"
+        request.target_path.mkdir(parents=True, exist_ok=True)
+        (request.target_path / "defs.yaml").write_text(
+            DEFS_YAML.format(
+                type=request.type_name, name=name, root=root, model=params.model or "embedded"
+            )
+        )
+
+
+DEFS_YAML = textwrap.dedent(
+    """\
+    type: {type}
+    attributes:
+      # Prefixes every asset key ({name}/selected_mixture), partition set ({name}_targets,
+      # {name}_shards), sensor ({name}_pool_sensor, {name}_nag_automation) and the pool of
+      # the backbone steps ({name}_backbone). Unique per Dagster instance.
+      name: {name}
+      storage:
+        # Inputs (targets/, shards/) and outputs (assets/) of this selection; a local folder
+        # (relative: to where Dagster runs) or s3://bucket/prefix. One root per selection.
+        root: {root}
+        # endpoint_url: {{env: AWS_ENDPOINT_URL}}   # {{env: NAME}}: read at run time
+      backbone:
+        # Unset settings fall back to the NAG_* environment variables, then the defaults.
+        model: {model}    # 'embedded' (SmolLM2-135M), a local folder or a Hugging Face name
+        top_k: 5          # neurons kept per layer; changes every NAG (and its code version)
+        max_tokens: 120   # tokens of each text the NAG reads
+        # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)
+        # batch_size: 32
+      # executor: local   # where the backbone passes run (passed to the backbone resource)
+      # pool: shared_gpu  # share one concurrency pool with other selections on the same GPU
+      mixture:            # selected_mixture's launchpad defaults
+        fraction: 0.2     # token budget: this share of all pool tokens
+        ranker: nag       # nag | nag_contrastive | random | dsir | embedding
+        # weights: {{hellaswag: 2, arc_easy: 1}}
+        # dedup: false
+      checks:             # selection_checks' launchpad defaults
+        rankers: [random, dsir, embedding]
+    """
+)
+
+
+@dg.scaffold_with(NagScaffolder)
+class NagSelection(dg.Component, dg.Resolvable, dg.Model):
+    """A NAG-based Ranking selection: targets and candidate shards under one storage root,
+    scored with one backbone, the best documents filling a token budget per target."""
+
+    name: str = Field(
+        description="Prefixes every asset key, partition set, sensor, group and pool of this "
+        "selection; lower-case letters, digits and _ ('' only for one unprefixed selection)."
+    )
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[valid-type]
+    backbone: BackboneSettings = Field(default_factory=BackboneSettings)  # type: ignore[valid-type]
+    executor: str | None = Field(
+        default=None, description="Where backbone passes run; passed to the backbone resource."
+    )
+    pool: str | None = Field(
+        default=None, description="Concurrency pool of the backbone steps (default <name>_backbone)"
+    )
+    mixture: MixtureConfig = Field(
+        default_factory=MixtureConfig, description="selected_mixture's launchpad defaults"
+    )
+    checks: ChecksConfig = Field(
+        default_factory=ChecksConfig, description="selection_checks' launchpad defaults"
+    )
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return self.definitions()
+
+    def definitions(
+        self, storage: StorageResource | None = None, backbone: BackboneResource | None = None
+    ) -> dg.Definitions:
+        """The selection's definitions; `storage`/`backbone` replace the configured ones."""
+        return selection_defs(
+            storage or self.storage_resource(),
+            backbone or self.backbone_resource(),
+            name=self.name,
+            pool=self.pool or "",
+            mixture=self.mixture,
+            checks=self.checks,
+        )
+
+    def storage_resource(self) -> StorageResource:
+        return StorageResource(**_given(self.storage))
+
+    def backbone_resource(self) -> BackboneResource:
+        """The YAML's settings over the NAG_* environment (which is the fallback)."""
+        given = _given(self.backbone)
+        if self.executor is not None:
+            if "executor" not in BackboneResource.model_fields:
+                raise ValueError(
+                    f"selection {self.name!r}: executor {self.executor!r} is set, but this "
+                    "nag-assets' backbone has no executor setting"
+                )
+            given["executor"] = self.executor
+        return BackboneResource.from_env(**given)

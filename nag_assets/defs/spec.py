@@ -1,0 +1,78 @@
+"""SelectionSpec: what tells one selection's definitions apart from another's in one code
+location and one Dagster instance (asset keys, partition sets, sensors, pool, resource keys),
+and the per-selection values the definitions are built with. The defs modules are factories
+over it; `SelectionSpec()` gives today's unprefixed names."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from nag_assets.pipeline.common import STEP_CODE_VERSION
+
+if TYPE_CHECKING:
+    from nag_assets.defs.checks import ChecksConfig
+    from nag_assets.defs.mixture import MixtureConfig
+
+NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class SelectionSpec:
+    """`name` prefixes every key, partition set, sensor, group, pool and resource key
+    ("" keeps the unprefixed names of this repository's own code location)."""
+
+    name: str = ""
+    backbone_version: str = ""  # BackboneResource.code_version(): part of the NAG code version
+    storage_kind: str = "file"  # "file" or "s3": the kind badge of the assets reading the root
+    pool: str = ""  # concurrency pool of the backbone steps; "" -> named("backbone")
+    mixture: MixtureConfig | None = None  # selected_mixture's launchpad defaults (None: built-in)
+    checks: ChecksConfig | None = None  # selection_checks' launchpad defaults
+
+    def __post_init__(self) -> None:
+        if self.name and not NAME.match(self.name):
+            raise ValueError(
+                f"selection name {self.name!r}: use lower-case letters, digits and _, "
+                "starting with a letter (it prefixes asset keys, partition sets and sensors)"
+            )
+
+    def key(self, asset: str) -> dg.AssetKey:
+        return dg.AssetKey([self.name, asset] if self.name else [asset])
+
+    def named(self, base: str) -> str:
+        """A partition set, sensor, group or resource key of this selection."""
+        return f"{self.name}_{base}" if self.name else base
+
+    @property
+    def backbone_pool(self) -> str:
+        return self.pool or self.named("backbone")
+
+    @property
+    def nag_code_version(self) -> str:
+        return f"{STEP_CODE_VERSION}-{self.backbone_version}"
+
+    @functools.cached_property
+    def targets(self) -> dg.DynamicPartitionsDefinition:
+        """One partition per target set."""
+        return dg.DynamicPartitionsDefinition(name=self.named("targets"))
+
+    @functools.cached_property
+    def shards(self) -> dg.DynamicPartitionsDefinition:
+        """One partition per candidate shard file."""
+        return dg.DynamicPartitionsDefinition(name=self.named("shards"))
+
+    @property
+    def storage_key(self) -> str:
+        return self.named("storage")
+
+    @property
+    def backbone_key(self) -> str:
+        return self.named("backbone")
+
+    def link_name(self, asset: str) -> str:
+        """The asset's key as the UI's /assets/ URLs spell it."""
+        return self.key(asset).to_user_string()
