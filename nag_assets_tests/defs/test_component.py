@@ -1,0 +1,151 @@
+"""NagSelection's names, settings and scaffolder, without running the graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+import nag_assets
+from nag_assets.component import NagScaffolder, NagScaffoldParams, NagSelection
+from nag_assets.definitions import defs as repository_defs
+from nag_assets.defs.resources import BackboneResource
+
+ASSETS = [
+    "target_dataset",
+    "target_nag",
+    "candidate_shard",
+    "shard_nag",
+    "shard_scores",
+    "selected_mixture",
+    "selection_checks",
+]
+
+
+def names(defs: dg.Definitions) -> dict[str, set[str]]:
+    """Everything that must be unique per Dagster instance, by kind."""
+    graph = defs.resolve_asset_graph()
+    nodes = [graph.get(k) for k in graph.get_all_asset_keys()]
+    return {
+        "keys": {n.key.to_user_string() for n in nodes},
+        "partition sets": {n.partitions_def.name for n in nodes if n.partitions_def},
+        "sensors": {s.name for s in defs.sensors},
+        "pools": {p for n in nodes for p in n.pools},
+        "groups": {n.group_name for n in nodes},
+        "resources": set(defs.resources),
+    }
+
+
+def test_this_repository_keeps_its_names() -> None:
+    assert names(repository_defs) == {
+        "keys": set(ASSETS),
+        "partition sets": {"targets", "shards"},
+        "sensors": {"pool_sensor", "nag_automation"},
+        "pools": {"backbone"},
+        "groups": {"targets", "shards", "selection"},
+        "resources": {"storage", "backbone"},
+    }
+
+
+def test_a_name_prefixes_everything_and_two_share_nothing(tmp_path: Path) -> None:
+    code = names(NagSelection(name="code", storage={"root": str(tmp_path)}).definitions())
+    math = names(NagSelection(name="math", storage={"root": str(tmp_path)}).definitions())
+    assert code["keys"] == {f"code/{a}" for a in ASSETS}
+    assert code["partition sets"] == {"code_targets", "code_shards"}
+    assert code["sensors"] == {"code_pool_sensor", "code_nag_automation"}
+    assert code["pools"] == {"code_backbone"}
+    for kind in code:
+        assert not code[kind] & math[kind], kind
+    merged = dg.Definitions.merge(
+        NagSelection(name="code").definitions(), NagSelection(name="math").definitions()
+    )
+    merged.resolve_all_job_defs()  # loads: no resource or sensor clash
+
+
+def test_a_shared_pool_can_be_named() -> None:
+    defs = NagSelection(name="code", pool="gpu0").definitions()
+    assert names(defs)["pools"] == {"gpu0"}
+
+
+def test_yaml_settings_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAG_TOP_K", "7")
+    monkeypatch.setenv("NAG_MAX_TOKENS", "90")
+    sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {model: some/folder, top_k: 3}\n")
+    backbone = sel.backbone_resource()
+    assert (backbone.model, backbone.top_k, backbone.max_tokens) == ("some/folder", 3, 90)
+    want = BackboneResource(model="some/folder", top_k=3, max_tokens=90).code_version()
+    node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "target_nag"]))
+    assert node.code_version.endswith(want)
+
+
+def test_env_settings_become_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEAM_ROOT", "s3://bucket/code")
+    sel = NagSelection.resolve_from_yaml(
+        "name: a\nstorage: {root: {env: TEAM_ROOT}, endpoint_url: {env: TEAM_S3}}\n"
+        "backbone: {batch_size: {env: TEAM_BATCH}}\n"
+    )
+    storage, backbone = sel.storage_resource(), sel.backbone_resource()
+    assert isinstance(storage.endpoint_url, dg.EnvVar)
+    assert storage.endpoint_url.env_var_name == "TEAM_S3"
+    assert backbone.batch_size.env_var_name == "TEAM_BATCH"  # an int setting: EnvVar.int
+    node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "selected_mixture"]))
+    assert "s3" in node.kinds  # the badge follows the root's current value
+
+
+def test_settings_that_shape_nags_cannot_wait_for_run_time() -> None:
+    sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {top_k: {env: TEAM_K}}\n")
+    with pytest.raises(ValueError, match=r"\['top_k'\].*dg.EnvVar"):
+        sel.definitions()
+
+
+def test_a_bad_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="'Code-Pool'"):
+        NagSelection(name="Code-Pool").definitions()
+
+
+def test_launchpad_defaults_come_from_the_config() -> None:
+    sel = NagSelection.resolve_from_yaml(
+        "name: a\nmixture: {fraction: 0.05, ranker: dsir}\nchecks: {rankers: [random]}\n"
+    )
+    defs = sel.definitions()
+    fields = {}
+    for asset in ("selected_mixture", "selection_checks"):
+        op = defs.resolve_assets_def(dg.AssetKey(["a", asset])).op
+        fields[asset] = op.config_schema.config_type.fields
+    assert fields["selected_mixture"]["fraction"].default_value == 0.05
+    assert fields["selected_mixture"]["ranker"].default_value == "dsir"
+    assert fields["selection_checks"]["rankers"].default_value == ["random"]
+
+
+def test_scaffolder_writes_a_loadable_commented_defs_yaml(tmp_path: Path) -> None:
+    target = tmp_path / "defs" / "code-pool"
+    request = dg.ScaffoldRequest(
+        type_name="nag_assets.NagSelection",
+        target_path=target,
+        scaffold_format="yaml",
+        project_root=tmp_path,
+        params=NagScaffoldParams(root="data/code"),
+    )
+    NagScaffolder().scaffold(request)
+    text = (target / "defs.yaml").read_text()
+    assert text.count("#") >= 10
+    doc = yaml.safe_load(text)
+    assert doc["type"] == "nag_assets.NagSelection"
+    sel = NagSelection.resolve_from_dict(doc["attributes"])
+    assert (sel.name, sel.storage.root) == ("code_pool", "data/code")
+    assert names(sel.definitions())["sensors"] == {
+        "code_pool_pool_sensor",
+        "code_pool_nag_automation",
+    }
+
+
+def test_registered_for_dg() -> None:
+    """`dg list components` finds nag_assets.NagSelection through the entry point."""
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    entry = '[project.entry-points."dagster_dg_cli.registry_modules"]\nnag_assets = "nag_assets"\n'
+    assert entry in pyproject
+    assert "NagSelection" in dir(nag_assets)
+    assert nag_assets.NagSelection is NagSelection
+    assert hasattr(NagSelection, "__dg_package_entry__")
