@@ -102,7 +102,8 @@ DEFS_YAML = textwrap.dedent(
         # endpoint_url: {{env: AWS_ENDPOINT_URL}}   # {{env: NAME}}: read at run time
       backbone:
         # Unset settings fall back to the NAG_* environment variables, then the defaults.
-        model: {model}    # 'embedded' (SmolLM2-135M), a local folder or a Hugging Face name
+        # model: 'embedded' (SmolLM2-135M), a local folder or a Hugging Face name.
+        model: {model}
         top_k: 5          # neurons kept per layer; changes every NAG (and its code version)
         max_tokens: 120   # tokens of each text the NAG reads
         # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)

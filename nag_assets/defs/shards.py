@@ -57,7 +57,7 @@ def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAss
         code_version=spec.nag_code_version,
         pool=spec.backbone_pool,
         required_resource_keys=keys,
-        description=SHARD_NAG_DOC,
+        description=SHARD_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def shard_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         return _shard_nag(context, *resources(context, spec))

@@ -61,7 +61,7 @@ def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
         required_resource_keys=keys,
         automation_condition=on_update(),
         check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset=spec.key("target_nag"))],
-        description=TARGET_NAG_DOC,
+        description=TARGET_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def target_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         return _target_nag(context, *resources(context, spec))
