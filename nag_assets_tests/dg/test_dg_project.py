@@ -61,7 +61,7 @@ def _env(project: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`create-dagster project team --no-uv-sync`, then `dg scaffold defs` of a selection."""
+    """`create-dagster project team --no-uv-sync`, then `dg scaffold defs` of two selections."""
     base = tmp_path_factory.mktemp("dg")
     run(base, "create-dagster", "project", "team", "--no-uv-sync")
     project = base / "team"
@@ -74,17 +74,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "registry_modules = [", 'registry_modules = [\n    "nag_assets",'
         )
         pyproject.write_text(text)
-    root = base / "code_root"
-    run(
-        project,
-        "dg",
-        "scaffold",
-        "defs",
-        "nag_assets.NagSelection",
-        "code_pool",
-        "--root",
-        str(root),
-    )
+    for name in ("code_pool", "math_pool"):  # two selections in one code location
+        root = str(base / f"{name}_root")
+        run(project, "dg", "scaffold", "defs", "nag_assets.NagSelection", name, "--root", root)
     return project
 
 
@@ -98,7 +90,7 @@ def test_scaffolded_defs_yaml_checks_clean(project: Path) -> None:
     doc = yaml.safe_load(defs_yaml.read_text())
     assert doc["type"] == "nag_assets.NagSelection"
     assert doc["attributes"]["name"] == "code_pool"
-    assert doc["attributes"]["storage"]["root"] == str(project.parent / "code_root")
+    assert doc["attributes"]["storage"]["root"] == str(project.parent / "code_pool_root")
     out = run(project, "dg", "check", "defs")
     assert "All definitions loaded successfully" in out
 
@@ -125,7 +117,7 @@ def test_check_defs_names_a_bad_setting(project: Path) -> None:
     assert "top_k" in out.stdout + out.stderr and "bad_pool" in out.stdout + out.stderr
 
 
-def test_dg_dev_serves_the_selection(project: Path) -> None:
+def test_dg_dev_serves_both_selections(project: Path) -> None:
     port = free_port()
     log = (project / "dg_dev.log").open("w")
     proc = subprocess.Popen(
@@ -137,15 +129,23 @@ def test_dg_dev_serves_the_selection(project: Path) -> None:
         start_new_session=True,  # webserver, daemon and code server end with it
     )
     try:
-        keys = _wait_for_assets(f"http://127.0.0.1:{port}", proc, timeout=240)
+        keys, sensors = _wait_for_assets(f"http://127.0.0.1:{port}", proc, timeout=240)
     finally:
         _stop(proc)
         log.close()
-    assert keys == {f"code_pool/{a}" for a in ASSETS}
+    names = ("code_pool", "math_pool")
+    assert keys == {f"{name}/{a}" for name in names for a in ASSETS}
+    assert sensors == {f"{n}_{s}" for n in names for s in ("pool_sensor", "nag_automation")}
 
 
-def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> set[str]:
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+QUERY = """{ assetNodes { assetKey { path } }
+  workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+    ... on RepositoryLocation { repositories { sensors { name } } } } } } } }"""
+
+
+def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> tuple[set, set]:
+    """Until the webserver lists both selections' assets: (asset keys, sensor names)."""
+    query = json.dumps({"query": QUERY}).encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "dg dev exited early; see dg_dev.log"
@@ -154,13 +154,16 @@ def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> set[st
                 f"{url}/graphql", query, {"Content-Type": "application/json"}
             )
             with urllib.request.urlopen(req, timeout=20) as resp:
-                nodes = json.loads(resp.read())["data"]["assetNodes"]
-            if nodes:
-                return {"/".join(n["assetKey"]["path"]) for n in nodes}
+                data = json.loads(resp.read())["data"]
         except OSError:
-            pass
+            data = None
+        if data and len(data["assetNodes"]) >= 2 * len(ASSETS):
+            keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
+            entries = data["workspaceOrError"]["locationEntries"]
+            repos = [r for e in entries for r in e["locationOrLoadError"]["repositories"]]
+            return keys, {s["name"] for r in repos for s in r["sensors"]}
         time.sleep(2)
-    raise TimeoutError(f"dg dev did not list assets within {timeout}s")
+    raise TimeoutError(f"dg dev did not list the assets within {timeout}s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
