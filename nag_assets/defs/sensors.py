@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from nag_assets.defs.common import storage_of
 from nag_assets.defs.resources import StorageResource
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline.watch import scan
@@ -23,8 +24,10 @@ def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
         description="Watches targets/ and shards/: new files add partitions and request runs, "
         "changed files request their own partition, removed files remove their partition.",
     )
-    def _pool_sensor(context: dg.SensorEvaluationContext, **resources):  # by resource key
-        return _tick(context, resources[spec.storage_key], spec)
+    def _pool_sensor(context: dg.SensorEvaluationContext, **_resources):
+        # Called directly, a sensor gets its resources as keyword arguments; ticked by the
+        # daemon, only on the context. The context has them both ways.
+        return _tick(context, storage_of(context, spec), spec)
 
     return _pool_sensor
 
