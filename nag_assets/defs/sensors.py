@@ -32,15 +32,19 @@ def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
     return _pool_sensor
 
 
-def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: SelectionSpec):
-    watched = (
+def _watched(spec: SelectionSpec) -> tuple:
+    """(folder, its partition set, the asset a new or changed file requests)."""
+    return (
         ("targets", spec.targets, spec.key("target_dataset")),
         ("shards", spec.shards, spec.key("shard_nag")),
     )
+
+
+def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: SelectionSpec):
     store = storage.storage()
     cursor = json.loads(context.cursor) if context.cursor else {}
     runs, partition_requests, events, removed, log = [], [], [], [], []
-    for folder, partitions, first in watched:
+    for folder, partitions, first in _watched(spec):
         found = scan(store, folder, cursor.get(folder, {}))
         existing = set(context.instance.get_dynamic_partitions(partitions.name))
         if new := [k for k in found.added if k not in existing]:

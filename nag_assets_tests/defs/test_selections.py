@@ -26,6 +26,8 @@ from nag_assets_tests.defs.helpers import (
 )
 from nag_assets_tests.tiny import save_tiny
 
+pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
+
 YAML = """
 name: {name}
 storage:

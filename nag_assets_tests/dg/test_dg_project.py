@@ -75,8 +75,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         pyproject.write_text(text)
     for name in ("code_pool", "math_pool"):  # two selections in one code location
-        root = str(base / f"{name}_root")
-        run(project, "dg", "scaffold", "defs", "nag_assets.NagSelection", name, "--root", root)
+        root = base / f"{name}_root"
+        for folder in ("targets", "shards"):  # empty: the sensors find nothing to do
+            (root / folder).mkdir(parents=True)
+        run(project, "dg", "scaffold", "defs", "nag_assets.NagSelection", name, "--root", str(root))
     return project
 
 
@@ -135,16 +137,21 @@ def test_dg_dev_serves_both_selections(project: Path) -> None:
         log.close()
     names = ("code_pool", "math_pool")
     assert keys == {f"{name}/{a}" for name in names for a in ASSETS}
-    assert sensors == {f"{n}_{s}" for n in names for s in ("pool_sensor", "nag_automation")}
+    assert set(sensors) == {f"{n}_{s}" for n in names for s in ("pool_sensor", "nag_automation")}
+    for name in names:  # the daemon ticked each pool sensor without an error
+        tick = sensors[f"{name}_pool_sensor"]
+        assert tick["status"] in ("SKIPPED", "SUCCESS"), (name, tick)
 
 
 QUERY = """{ assetNodes { assetKey { path } }
   workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
-    ... on RepositoryLocation { repositories { sensors { name } } } } } } } }"""
+    ... on RepositoryLocation { repositories { sensors { name
+      sensorState { ticks(limit: 1) { status error { message } } } } } } } } } } }"""
 
 
-def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> tuple[set, set]:
-    """Until the webserver lists both selections' assets: (asset keys, sensor names)."""
+def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> tuple[set, dict]:
+    """Until the webserver lists both selections' assets and the daemon has ticked their pool
+    sensors: (asset keys, each sensor's latest tick or None)."""
     query = json.dumps({"query": QUERY}).encode()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -158,12 +165,15 @@ def _wait_for_assets(url: str, proc: subprocess.Popen, timeout: float) -> tuple[
         except OSError:
             data = None
         if data and len(data["assetNodes"]) >= 2 * len(ASSETS):
-            keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
             entries = data["workspaceOrError"]["locationEntries"]
             repos = [r for e in entries for r in e["locationOrLoadError"]["repositories"]]
-            return keys, {s["name"] for r in repos for s in r["sensors"]}
+            ticks = {s["name"]: s["sensorState"]["ticks"] for r in repos for s in r["sensors"]}
+            pool_ticks = [t for name, t in ticks.items() if name.endswith("_pool_sensor")]
+            if pool_ticks and all(pool_ticks):  # each pool sensor ticked by the daemon
+                keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
+                return keys, {name: t[0] if t else None for name, t in ticks.items()}
         time.sleep(2)
-    raise TimeoutError(f"dg dev did not list the assets within {timeout}s")
+    raise TimeoutError(f"dg dev did not list the assets and sensor ticks within {timeout}s")
 
 
 def _stop(proc: subprocess.Popen) -> None:
