@@ -43,9 +43,9 @@ from nag_assets import distill
 from nag_assets.checks.common import jaccard, selections
 from nag_assets.nag import extract_nags, load_backbone, score_many
 from nag_assets.nag.backbone import cache_dir
-from nag_assets.pipeline import baselines, shards, targets
+from nag_assets.pipeline import ranker_scores, shards, targets
 from nag_assets.pipeline.common import NagSettings
-from nag_assets.pipeline.mixture import RANK_SEP
+from nag_assets.pipeline.layout import RANK_SEP, SHARD_SCORES
 from nag_assets.pipeline.targets import load_profile
 from nag_assets.storage import Storage
 
@@ -101,13 +101,13 @@ def build_pool(root: Path, args, backbone) -> Storage:
 
 def load_pool(storage: Storage, target_names: list[str]) -> Pool:
     keys = sorted(
-        f.name[:-8] for f in storage.list_files(shards.SCORES) if f.name.endswith(".parquet")
+        f.name[:-8] for f in storage.list_files(SHARD_SCORES) if f.name.endswith(".parquet")
     )
     parts = []
     for s in keys:
-        scores = storage.read_parquet(shards.SCORES, f"{s}.parquet")
+        scores = storage.read_parquet(SHARD_SCORES, f"{s}.parquet")
         _, _, sha = shards.read_shard(storage, s)
-        texts = baselines.shard_texts(storage, s, scores["id"].to_list(), sha)
+        texts = ranker_scores.shard_texts(storage, s, scores["id"].to_list(), sha)
         parts.append(scores.with_columns(text=pl.Series(texts), shard=pl.lit(s)))
     df = pl.concat(parts)
     return Pool(
@@ -231,8 +231,8 @@ def reference_scores(storage: Storage, pool: Pool, target_names) -> dict[str, np
     _, usable = ready(storage, target_names)
     out = {}
     for ranker in ("embedding", "dsir", "random"):
-        baselines.baseline_scores(storage, ranker, usable, target_names)
-        folder = baselines.score_folder(ranker)
+        ranker_scores.ranker_scores(storage, ranker, usable, target_names)
+        folder = ranker_scores.score_folder(ranker)
         tables = [storage.read_parquet(folder, f"{s}.parquet") for s in sorted(usable)]
         df = pl.concat(tables)
         if df["id"].to_list() != pool.ids:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from nag_assets.distill.sample import SampleSettings
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
 from nag_assets.nag.select import check_fraction, check_weights
 from nag_assets.pipeline import ranker_scores
@@ -58,10 +59,12 @@ class MixtureSettings:
     weights: dict[str, float] = field(default_factory=dict)
     dedup: bool = False
     ranker: str = registry.DEFAULT  # any name of `nag_assets.rankers.names()`
-    seed: int = 0  # the random ranker's seed
+    seed: int = 0  # the random and nag_distilled rankers' seed
+    sample_fraction: float = 0.1  # nag_distilled: the share of the pool its scorer learns from
 
     def __post_init__(self) -> None:
         registry.get(self.ranker)
+        SampleSettings(self.sample_fraction, seed=self.seed)  # names a bad fraction
         try:
             check_fraction(self.fraction)
             check_weights(self.weights)
@@ -107,16 +110,18 @@ def selected_mixture(
     targets: list[str],
     settings: MixtureSettings,
     embedder=None,
+    backbone=None,
 ) -> StepResult:
     """The budgeted selection by `settings.ranker` (NAG by default; another ranker's scores
     are computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
-    embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed)."""
+    embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed); `backbone`: loads
+    the backbone (nag_distilled reads its tokenizer and input embeddings, never runs it)."""
     _check_request(storage, shards, targets, settings)
     targets, targets_left_out = _ready_targets(storage, targets)
     usable, left_out, target_versions = scored_shards(storage, shards, targets)
     if not usable:
         raise InputError(f"none of the shards is scored yet, nothing to select from: {left_out}")
-    versions = _ranked(storage, settings, usable, targets, embedder)
+    versions = _ranked(storage, settings, usable, targets, embedder, backbone)
     folder = ranker_scores.score_folder(settings.ranker)
     weights = {t: w for t, w in settings.weights.items() if t in targets}
     batches = _Batches(storage, folder, sorted(usable), targets)
@@ -169,12 +174,13 @@ def _ready_targets(storage: Storage, targets: list[str]) -> tuple[list[str], dic
     return ready, left_out
 
 
-def _ranked(storage, settings, usable, targets, embedder) -> dict[str, tuple[str, str]]:
+def _ranked(storage, settings, usable, targets, embedder, backbone) -> dict[str, tuple]:
     """shard -> (its score table's version, its file's sha256) under the chosen ranker (the
     same documents, ids and tokens as shard_scores; the ranker's own scores)."""
     tables = ranker_scores.ranker_scores(
-        storage, settings.ranker, usable, targets, settings.seed, embedder
-    )
+        storage, settings.ranker, usable, targets, settings.seed, embedder, backbone,
+        settings.sample_fraction,
+    )  # fmt: skip
     return {s: (t.version, usable[s].sha256) for s, t in tables.items()}
 
 
