@@ -111,7 +111,7 @@ def test_bad_settings_are_named(store: Storage) -> None:
     with pytest.raises(InputError, match="sample_fraction 0 must be in"):
         mixture.MixtureSettings(ranker="nag_distilled", sample_fraction=0)
     settings = mixture.MixtureSettings(ranker="nag_distilled", sample_fraction=0.01)
-    with pytest.raises(InputError, match="sample_fraction 0.01 draws [01] documents"):
+    with pytest.raises(InputError, match=r"sample_fraction 0\.01 draws [01] documents"):
         mixture.selected_mixture(store, SHARDS, TARGETS, settings, backbone=lambda: None)
     settings = mixture.MixtureSettings(ranker="nag_distilled", sample_fraction=0.5)
     with pytest.raises(InputError, match="needs the backbone's tokenizer"):
