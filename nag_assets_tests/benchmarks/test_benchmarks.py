@@ -118,3 +118,20 @@ def test_dtype_selection(capsys) -> None:
     assert all(0 <= j <= 1 for j in r["jaccard_bf16_vs_fp32"].values())
     assert 0 < r["nag_overlap_bf16_vs_fp32"] <= 1
     assert all(n > 0 for sel in r["selected"].values() for n in sel.values())
+
+
+def test_distilled(capsys) -> None:
+    r = run_quick("distilled", capsys)
+    assert r["pool"]["documents"] == 60 and r["pool"]["shards"] == 2
+    for row in r["by_sample_fraction"].values():
+        for t in ("arc_easy", "hellaswag"):
+            assert 0 <= row[t]["jaccard_min"] <= row[t]["jaccard_mean"] <= 1
+        assert all(0 < run["sample_documents"] < 60 for run in row["runs"])
+    assert set(r["models_at_10pct"]) == {
+        "ridge:tokens+words",
+        "ridge:tokens",
+        "ridge:words",
+        "fasttext",
+    }
+    assert all(positive(v) for v in r["speed"]["documents_per_s_per_core"].values())
+    assert positive(r["speed"]["cpu_cost_ratio"])
