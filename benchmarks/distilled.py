@@ -224,14 +224,16 @@ def compare_models(pool, read, emb, target_names, fraction=0.1) -> dict:
     return out
 
 
-def reference_scores(storage: Storage, pool: Pool, target_names) -> dict[str, np.ndarray]:
+def reference_scores(
+    storage: Storage, pool: Pool, target_names, names: list[str]
+) -> dict[str, np.ndarray]:
     """The baseline rankers' score tables over the pool (computed once, cached in the root)."""
     from nag_assets.checks.common import ready
 
     _, usable = ready(storage, target_names)
     usable = {s: f for s, f in usable.items() if s in set(pool.shard)}
     out = {}
-    for ranker in ("embedding", "dsir", "random"):
+    for ranker in names:
         ranker_scores.ranker_scores(storage, ranker, usable, target_names)
         folder = ranker_scores.score_folder(ranker)
         tables = [storage.read_parquet(folder, f"{s}.parquet") for s in sorted(usable)]
@@ -381,6 +383,12 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=2, help="torch threads (not for timing)")
     p.add_argument("--rounds", type=int, default=2, help="timing rounds")
     p.add_argument("--speed-docs", type=int, default=64, help="documents the backbone is timed on")
+    p.add_argument(
+        "--references",
+        default="embedding,dsir,random",
+        help="rankers compared with NAG beside the distilled one (the proxy needs embedding "
+        "and random)",
+    )
     p.add_argument("--proxy", action="store_true", help="also run the pretraining proxy")
     p.add_argument("--proxy-tokens", type=int, default=40_000, help="training tokens per run")
     p.add_argument("--seeds", type=int, default=3, help="proxy seeds")
@@ -456,7 +464,7 @@ def main(argv: list[str] | None = None) -> dict:
     profiles = np.stack([load_profile(storage, t)[0] for t in args.targets])
     result["speed"] = speed(pool, backbone, scorer, read, profiles, args.rounds, args.speed_docs)
     if not args.quick:
-        ref = reference_scores(storage, pool, args.targets)
+        ref = reference_scores(storage, pool, args.targets, args.references.split(","))
         result["references"] = references(pool, ref, args.targets)
         if args.proxy:
             rankings = {
