@@ -46,9 +46,9 @@ class MixtureConfig(dg.Config):
         "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
         "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
         "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
-        "document from its text; its selection approximates NAG's, Jaccard ~0.3 with NAG's "
-        "at a 10% sample on 10k Wikipedia leads: see README, 'Distilled NAG'). The "
-        "mixture's `ranker` column and metadata record it.",
+        "document from its text for 1/575 of the backbone's CPU; its selection only "
+        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; see "
+        "README, 'Distilled NAG'). The mixture's `ranker` column and metadata record it.",
     )
     seed: int = Field(
         default=0, description="Seed of the random ranker and of nag_distilled's sample."
