@@ -31,8 +31,8 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import _bench
 import numpy as np
@@ -54,8 +54,7 @@ FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 SAMPLE_SEEDS = (0, 1, 2)
 
 
-@dataclass
-class Pool:
+class Pool(NamedTuple):
     """The pool's documents in shard order, and their full NAG scores."""
 
     shard: list[str]
