@@ -18,6 +18,7 @@ AWS_ACCESS_KEY_ID, AWS_PROFILE, ...; botocore reads them) or from `storage_optio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -25,8 +26,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import fsspec
 import numpy as np
@@ -89,6 +92,7 @@ class Storage:
         if self.root.startswith(("s3://", "s3a://")):
             # other processes add and replace objects: never answer from a stale listing
             options.setdefault("use_listings_cache", False)
+        self.options = options  # what a worker elsewhere needs to open the same root
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **options)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.is_local = "file" in protocols
@@ -100,6 +104,12 @@ class Storage:
             if part.startswith("/") or any(p in ("", ".", "..") for p in segments):
                 raise UnsafeKeyError(f"path part {part!r} would leave the storage root")
         return "/".join([self._base, *parts])
+
+    def relative(self, path: str) -> str:
+        """The part under the root of a full path (as `list_files` gives), e.g. "shards/a.jsonl"."""
+        if not path.startswith(self._base + "/"):
+            raise UnsafeKeyError(f"{path!r} is not under the storage root {self.root!r}")
+        return path[len(self._base) + 1 :]
 
     def url(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -128,6 +138,20 @@ class Storage:
         if info.etag:
             return f"etag:{info.etag}"
         return f"sha256:{sha256_file(self.fs, info.path)}"
+
+    def open_read(self, path: str) -> IO[bytes]:
+        """A binary file open for reading at `path` (full path): for reads in pieces."""
+        return open(path, "rb") if self.is_local else self.fs.open(path, "rb")
+
+    def signature(self, path: str) -> str:
+        """A cheap version of the file at `path` (full path) that changes with its content:
+        local size, mtime and inode; S3 the ETag."""
+        if self.is_local:
+            st = os.stat(path)
+            return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+        self.fs.invalidate_cache(path)
+        info = self.fs.info(path)
+        return str(info.get("ETag") or info.get("etag") or info.get("size"))
 
     def read_bytes(self, *parts: str) -> bytes:
         return self.fs.cat_file(self.path(*parts))
@@ -185,6 +209,37 @@ class Storage:
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
+
+    @contextlib.contextmanager
+    def open_atomic(self, *parts: str) -> Iterator[IO[bytes]]:
+        """A binary file that appears at `parts` whole when the block ends without error, and
+        not at all otherwise (the previous version stays): for writes too big to hold in
+        memory. Local: a temporary file, fsync and `os.replace`. S3: one multipart upload,
+        completed only on success (aborted on error; a killed process never completes it)."""
+        target = self.path(*parts)
+        if not self.is_local:
+            f = self.fs.open(target, "wb")
+            try:
+                yield f
+            except BaseException:
+                f.discard()  # aborts the multipart upload: nothing is published
+                f.closed = True  # and closing it later (or on garbage collection) does nothing
+                raise
+            f.close()
+            return
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_temps(folder)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def write_parquet(self, df: pl.DataFrame, *parts: str, meta: dict | None = None) -> str:
         """Write a table; `meta` (JSON) rides in the file's footer, so both land together."""

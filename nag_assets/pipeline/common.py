@@ -13,6 +13,7 @@ import polars as pl
 from nag_assets.nag import Backbone, extract_nags
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.pipeline.layout import NagFooter
+from nag_assets.sources.chunks import CHUNK_ROWS
 from nag_assets.sources.files import InputError, is_input_file
 from nag_assets.storage import ChangedWhileReading, Storage, check_key, digest, partition_key
 
@@ -25,15 +26,17 @@ IMPACTS = ("raw", "normalized")
 @dataclass(frozen=True)
 class NagSettings:
     """Settings that change a NAG (top_k, max_tokens, impact, impact_sample) or only its
-    speed (batch_size). `impact="normalized"` (beyond the paper) divides each neuron's impact
-    by its mean over `impact_sample` ("embedded": Wikipedia leads; else a documents file,
-    relative to the storage root or a URL) before the top-K."""
+    speed and memory (batch_size; chunk_rows, the documents read and extracted at a time).
+    `impact="normalized"` (beyond the paper) divides each neuron's impact by its mean over
+    `impact_sample` ("embedded": Wikipedia leads; else a documents file, relative to the
+    storage root or a URL) before the top-K."""
 
     top_k: int = TOP_K
     max_tokens: int = MAX_TOKENS
     batch_size: int = BATCH_SIZE
     impact: str = "raw"
     impact_sample: str = "embedded"
+    chunk_rows: int = CHUNK_ROWS
 
     def __post_init__(self) -> None:
         if self.impact not in IMPACTS:

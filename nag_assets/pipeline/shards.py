@@ -6,17 +6,17 @@ import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, score_many
-from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
     StepResult,
+    find_input,
     nag_footer,
-    nag_table,
     nags_of,
     read_input,
     require,
 )
+from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     SHARD_NAG,
@@ -27,8 +27,10 @@ from nag_assets.pipeline.layout import (
     is_current,
     table,
 )
+from nag_assets.pipeline.stream import NagTally, write_nag_stream
 from nag_assets.pipeline.targets import load_profile
-from nag_assets.sources.files import InputError, read_documents
+from nag_assets.sources.chunks import FilePlan, plan_file
+from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage, check_key, digest
 
 
@@ -40,38 +42,57 @@ def read_shard(storage: Storage, key: str) -> tuple[str, bytes, str]:
     return found
 
 
+def plan_shard(storage: Storage, key: str, chunk_rows: int) -> FilePlan:
+    """The shard's version (sha256, streamed) and chunks, in one read of the file."""
+    check_key(key)
+    found = find_input(storage, "shards", key)
+    if found is None:
+        raise InputError(f"shard {key!r}: no file for it under {storage.url('shards')}")
+    path, name = found
+    try:
+        return plan_file(storage, storage.relative(path), name, key, chunk_rows)
+    except FileNotFoundError as e:
+        raise InputError(f"{name}: removed while being read; nothing to do until it is back") from e
+
+
 def shard_nag(
-    storage: Storage, key: str, backbone: Backbone, settings: NagSettings, progress=None
+    storage: Storage,
+    key: str,
+    backbone: Backbone,
+    settings: NagSettings,
+    progress=None,
+    extractor: Extractor | None = None,
 ) -> StepResult:
-    """The one costly step: run the backbone over the shard's documents."""
-    name, data, sha = read_shard(storage, key)
+    """The one costly step: run the backbone over the shard's documents, chunk by chunk
+    (`extractor`, default in this process), into one atomic write."""
+    plan = plan_shard(storage, key, settings.chunk_rows)
+    name = plan.name
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
-    version = digest("shard_nag", STEP_CODE_VERSION, sha, fp)
+    version = digest("shard_nag", STEP_CODE_VERSION, plan.sha256, fp)
     out = table(SHARD_NAG, key)
     if is_current(storage, version, *out):
         return StepResult(version, True, {"documents_extracted": 0, "file": name})
-    repaired: dict = {}
-    docs = read_documents(data, name, key, repaired)
-    if docs.height == 0:
+    if plan.rows == 0:
         raise InputError(f"{name}: the shard holds no documents")
-    rows = nag_table(backbone, docs["id"], docs["text"].to_list(), settings, progress, baseline)
-    footer = nag_footer(version, backbone, settings, fp, file=name, sha256=sha)
-    storage.write_parquet(rows, *out, meta=footer.to_meta())
-    empty = int((rows["nag_tokens"] == 0).sum())
+    footer = nag_footer(version, backbone, settings, fp, file=name, sha256=plan.sha256)
+    job = NagJob(settings, backbone.fingerprint, baseline)
+    chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+    tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
+    write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
     return StepResult(
         version,
         False,
         {
-            "documents_extracted": rows.height,
-            "tokens": int(rows["tokens"].sum()),
-            "nag_tokens": int(rows["nag_tokens"].sum()),
-            "empty_documents": empty,
+            "documents_extracted": tally.documents,
+            "tokens": tally.tokens,
+            "nag_tokens": tally.nag_tokens,
+            "empty_documents": tally.empty_documents,
             # longer than max_tokens: the NAG reads the first max_tokens, the budget counts all
-            "truncated_documents": int((rows["tokens"] > rows["nag_tokens"]).sum()),
-            "control_character_rows": repaired.get("control_character_rows", 0),
+            "truncated_documents": tally.truncated_documents,
+            "control_character_rows": tally.control_character_rows,
             "file": name,
             "impact": settings.impact,
-            **neuron_use(nags_of(rows, footer)),
+            **tally.neuron_use(),
         },
     )
 

@@ -126,26 +126,52 @@ def _read_jsonl(data: bytes, name: str) -> tuple[pl.DataFrame, list[int]]:
     for line_no, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
-        where = f"{name}: line {line_no}"
-        try:
-            row = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"{where} is not valid UTF-8 (byte 0x{line[e.start]:02x} at byte {e.start + 1})"
-            ) from e
-        except json.JSONDecodeError as e:
-            raise InputError(f"{where} is not valid JSON ({e.msg}, column {e.colno})") from e
-        if not isinstance(row, dict):
-            raise InputError(f"{where} is not a JSON object")
-        _check_row(row, where)
-        rows.append(row)
+        rows.append(check_jsonl_line(line, f"{name}: line {line_no}"))
         lines.append(line_no)
-    if not rows:
-        return pl.DataFrame({"text": []}, schema={"text": pl.Utf8}), lines
+    return jsonl_frame(rows, name), lines
+
+
+def check_jsonl_line(line: bytes, where: str) -> dict:
+    """One JSONL line as a row with a string `text`, or an InputError naming `where`."""
     try:
-        return pl.DataFrame(rows, infer_schema_length=None, strict=False), lines
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{where} is not valid UTF-8 (byte 0x{line[e.start]:02x} at byte {e.start + 1})"
+        ) from e
+    except json.JSONDecodeError as e:
+        raise InputError(f"{where} is not valid JSON ({e.msg}, column {e.colno})") from e
+    if not isinstance(row, dict):
+        raise InputError(f"{where} is not a JSON object")
+    _check_row(row, where)
+    return row
+
+
+def jsonl_frame(rows: list[dict], name: str) -> pl.DataFrame:
+    """The checked rows of a JSONL file (or chunk) as one table."""
+    if not rows:
+        return pl.DataFrame({"text": []}, schema={"text": pl.Utf8})
+    try:
+        return pl.DataFrame(rows, infer_schema_length=None, strict=False)
     except Exception as e:  # a field holding different JSON types on different lines
         raise InputError(f"{name}: the fields do not form a table ({type(e).__name__}: {e})") from e
+
+
+def duplicate_ids_error(
+    ids: pl.Series, name: str, lines: list[int] | None = None, first_row: int = 0
+) -> None:
+    """Raise if an id repeats: the first repeated id, its first rows (or lines), and how many."""
+    dup = ids.is_duplicated()
+    if not dup.any():
+        return
+    rows = dup.arg_true().to_list()
+    first = ids[rows[0]]
+    same = [r for r in rows if ids[r] == first][:5]
+    at = [f"line {lines[r]}" if lines else f"row {first_row + r}" for r in same]
+    raise InputError(
+        f"{name}: id {first!r} appears more than once ({', '.join(at)}); "
+        f"ids must be unique within a file ({ids[rows].n_unique()} ids repeated)"
+    )
 
 
 def _check_row(row: dict, where: str) -> None:
@@ -174,12 +200,14 @@ def normalize(
     key: str,
     lines: list[int] | None = None,
     report: dict | None = None,
+    first_row: int = 0,
 ) -> pl.DataFrame:
     """Check `text` and `id`, derive missing ids, turn control characters in `text` into
-    spaces; keep every other column. `lines`: the JSONL line of each row, for messages."""
+    spaces; keep every other column. `lines`: the JSONL line of each row, for messages;
+    `first_row`: the file's row of the table's first (a chunk of a larger file)."""
 
     def at(row: int) -> str:
-        return f"line {lines[row]}" if lines else f"row {row}"
+        return f"line {lines[row]}" if lines else f"row {first_row + row}"
 
     if "text" not in df.columns:
         raise InputError(f"{name}: no `text` column (columns: {df.columns})")
@@ -205,16 +233,9 @@ def normalize(
                 f"{name}: {at(row)}, `id` {ids[row]!r} is empty or holds a control character"
             )
     else:
-        ids = pl.Series("id", [f"{key}/{i}" for i in range(df.height)], dtype=pl.Utf8)
-    dup = ids.is_duplicated()
-    if dup.any():
-        rows = dup.arg_true().to_list()
-        first = ids[rows[0]]
-        same = [r for r in rows if ids[r] == first][:5]
-        raise InputError(
-            f"{name}: id {first!r} appears more than once ({', '.join(map(at, same))}); "
-            f"ids must be unique within a file ({ids[rows].n_unique()} ids repeated)"
-        )
+        rows = range(first_row, first_row + df.height)
+        ids = pl.Series("id", [f"{key}/{i}" for i in rows], dtype=pl.Utf8)
+    duplicate_ids_error(ids, name, lines, first_row)
     text = df["text"].cast(pl.Utf8)
     control = text.str.contains(_CONTROL)
     if report is not None:
