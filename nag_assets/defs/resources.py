@@ -52,7 +52,12 @@ class BackboneResource(dg.ConfigurableResource):
 
     model: str = Field(default="embedded", description="'embedded', a local folder or HF name")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
-    dtype: str | None = Field(default=None, description="None: bf16 on CUDA, fp32 on CPU")
+    dtype: str | None = Field(
+        default=None,
+        description="None or auto: bf16 on CUDA and on a CPU with native bf16 (AVX512-BF16, "
+        "AMX), fp32 on other CPUs; fp32 | bf16 | fp16 to fix it (fp32 keeps NAGs made before "
+        "bf16 became the default on such CPUs)",
+    )
     top_k: int = Field(default=TOP_K, description="neurons kept per layer (~0.3% of d_ff)")
     max_tokens: int = Field(default=MAX_TOKENS, description="tokens of each text the NAG looks at")
     batch_size: int = Field(default=BATCH_SIZE, description="texts per forward pass (speed only)")

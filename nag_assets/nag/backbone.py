@@ -91,9 +91,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """bf16 on CUDA, fp32 elsewhere, unless asked otherwise."""
+    """`auto` (or None): bf16 on CUDA and on a CPU with native bf16 arithmetic, fp32 on other
+    CPUs (there bf16 is emulated and slower than fp32)."""
     if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+        return torch.bfloat16 if native else torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {
@@ -107,6 +109,34 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype not in names:
         raise BackboneError(f"dtype {dtype!r} is not one of {sorted(names)}")
     return names[dtype]
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of native bf16 math
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): torch's own probe, else
+    the CPU flags Linux reports."""
+    probes = [
+        getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    answers = [p() for p in probes if p is not None]
+    if answers:
+        return any(answers)
+    return bool(cpu_flags() & set(BF16_CPU_FLAGS))
+
+
+def cpu_flags(path: str | None = None) -> set[str]:
+    """The CPU flags Linux lists in /proc/cpuinfo (empty elsewhere)."""
+    try:
+        with open(path or CPUINFO) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def embedded_gguf() -> Path:

@@ -220,15 +220,15 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("offline")
 def test_load_local_folder_offline(tmp_path) -> None:
     folder = save_tiny(tmp_path / "tiny", "llama", seed=0)
-    loaded = load_backbone(str(folder), device="cpu")
+    loaded = load_backbone(str(folder), device="cpu", dtype="fp32")  # as the in-memory one
     assert loaded.name == str(folder)
     assert (loaded.device.type, loaded.dtype) == ("cpu", torch.float32)
     nags, n_tokens = extract_nags(loaded, TEXTS, top_k=K)
     expected, expected_tokens = extract_nags(tiny_backbone("llama", seed=0), TEXTS, top_k=K)
     np.testing.assert_array_equal(nags, expected)
     np.testing.assert_array_equal(n_tokens, expected_tokens)
-    same = load_backbone(str(save_tiny(tmp_path / "copy", "llama", seed=0)), device="cpu")
-    other = load_backbone(str(save_tiny(tmp_path / "other", "llama", seed=1)), device="cpu")
+    same = load_backbone(str(save_tiny(tmp_path / "copy", "llama", seed=0)), "cpu", "fp32")
+    other = load_backbone(str(save_tiny(tmp_path / "other", "llama", seed=1)), "cpu", "fp32")
     assert loaded.fingerprint == same.fingerprint != other.fingerprint
 
 
