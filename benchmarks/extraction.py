@@ -5,15 +5,19 @@ Prints one JSON object: tokens/s (real tokens, padding not counted) of
   naive      transformers' full causal LM `model(**batch)`, left padding, no sorting
   trunk      the bare decoder trunk (no LM head), length-sorted batches: the floor
 on Wikipedia leads (the demo pool), and the FLOP-bound limit of each: this machine's
-measured matmul FLOP/s / (2 x the non-embedding parameters a token goes through, found by
-watching which modules run). The texts are cut into pieces of --piece texts; the methods
-alternate piece by piece and round by round, each piece keeping its fastest round.
-By default (--clock cpu) everything, the matmuls too, runs on one torch thread timed by its
-CPU seconds: rates per core, which other processes on a shared machine barely move (two
-threads timed by the wall clock there lose up to 2x to whoever else runs). On a dedicated
-machine, --clock wall times torch's own thread count.
+measured matmul FLOP/s in that dtype / (2 x the non-embedding parameters a token goes
+through, found by watching which modules run). Every method runs in each of --dtypes (fp32
+and bf16 by default) in the same interleaved rounds; the top-level figures are the default
+dtype's (auto: bf16 on a CPU with native bf16), `by_dtype` has each. The texts are cut
+into pieces of --piece texts; the methods alternate piece by piece and round by round,
+each piece keeping its fastest round. By default (--clock cpu) everything, the matmuls
+too, runs on one torch thread timed by its CPU seconds: rates per core, which other
+processes on a shared machine barely move (two threads timed by the wall clock there lose
+up to 2x to whoever else runs). On a dedicated machine, --clock wall times torch's own
+thread count.
 
-    python benchmarks/extraction.py [--docs 160] [--rounds 2] [--clock cpu|wall] [--quick]
+    python benchmarks/extraction.py [--docs 160] [--rounds 2] [--clock cpu|wall]
+        [--dtypes fp32,bf16] [--quick]
 
 --quick: a tiny random model on 24 texts, a few seconds (the smoke test).
 """
@@ -125,6 +129,12 @@ def main(argv=None) -> dict:
     p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--model", default="embedded")
+    p.add_argument(
+        "--dtypes",
+        default="fp32,bf16",
+        help="dtypes measured side by side; the top-level figures are those of the default "
+        "(dtype auto) on this machine, which must be among them",
+    )
     _bench.add_clock_option(p)
     p.add_argument("--quick", action="store_true", help="tiny model, few texts: smoke test")
     args = p.parse_args(argv)
@@ -137,36 +147,50 @@ def main(argv=None) -> dict:
 
 def run(args, clock) -> dict:
     started = time.perf_counter()
-    backbone = load_backbone(args.model)
+    dtypes = args.dtypes.split(",")
+    backbones = {d: load_backbone(args.model, dtype=d) for d in dtypes}
+    default = load_backbone(args.model)  # dtype auto: what a user gets
+    auto = next(d for d, b in backbones.items() if b.dtype == default.dtype)
+    del default
+    first = backbones[dtypes[0]]
     texts = load_wiki_leads(args.docs)["text"].to_list()
-    lengths = [len(x) for x in backbone.tokenize(texts, args.max_tokens)]
+    lengths = [len(x) for x in first.tokenize(texts, args.max_tokens)]
     tokens = sum(lengths)
     pieces = [texts[i : i + args.piece] for i in range(0, len(texts), args.piece)]
-    nag(backbone, texts[:4], args.max_tokens, 4)  # warm-up
-    seconds = _bench.interleaved(
-        {
-            m: (lambda piece, f=f: f(backbone, piece, args.max_tokens, args.batch_size))
-            for m, f in METHODS.items()
-        },
-        pieces,
-        args.rounds,
-        clock,
-    )
-    rate = {m: tokens / s for m, s in seconds.items()}
-    params = {m: params_used(backbone, f, texts[0]) for m, f in METHODS.items()}
-    width = backbone.model.config.hidden_size
+    for b in backbones.values():
+        nag(b, texts[:4], args.max_tokens, 4)  # warm-up
+    methods = {
+        f"{m}_{d}": (lambda piece, f=f, b=b: f(b, piece, args.max_tokens, args.batch_size))
+        for d, b in backbones.items()
+        for m, f in METHODS.items()
+    }
+    seconds = _bench.interleaved(methods, pieces, args.rounds, clock)
+    params = {m: params_used(first, f, texts[0]) for m, f in METHODS.items()}
+    width = first.model.config.hidden_size
     tokens_per_batch = args.batch_size * args.max_tokens
-    shapes = [(tokens_per_batch, width, backbone.d_ff), (tokens_per_batch, backbone.d_ff, width)]
+    shapes = [(tokens_per_batch, width, first.d_ff), (tokens_per_batch, first.d_ff, width)]
     if not args.quick:
         shapes.append((2048, 2048, 2048))
-    flops = matmul_flops(backbone.device, backbone.dtype, shapes, 2 if args.quick else 5, clock)
-    bound = {m: flops / (2 * n) for m, n in params.items()}
+    by_dtype = {}
+    for d, b in backbones.items():
+        flops = matmul_flops(b.device, b.dtype, shapes, 2 if args.quick else 5, clock)
+        rate = {m: tokens / seconds[f"{m}_{d}"] for m in METHODS}
+        bound = {m: flops / (2 * n) for m, n in params.items()}
+        by_dtype[d] = {
+            "dtype": str(b.dtype),
+            "tokens_per_s": {m: round(r, 1) for m, r in rate.items()},
+            "matmul_gflops": round(flops / 1e9, 1),
+            "flop_bound_tokens_per_s": {m: round(x, 1) for m, x in bound.items()},
+            "share_of_flop_bound": {m: round(rate[m] / bound[m], 3) for m in METHODS},
+        }
+    mine = by_dtype[auto]
+    rate = mine["tokens_per_s"]
     return _bench.emit(
         {
             "benchmark": "extraction",
             "model": "tiny (quick)" if args.quick else args.model,
-            "device": str(backbone.device),
-            "dtype": str(backbone.dtype),
+            "device": str(first.device),
+            "dtype": mine["dtype"],  # the default (auto) on this machine; by_dtype has all
             "docs": len(texts),
             "tokens": tokens,
             "batch_size": args.batch_size,
@@ -174,17 +198,21 @@ def run(args, clock) -> dict:
             "rounds": args.rounds,
             "clock": args.clock,
             "threads": torch.get_num_threads(),
-            "tokens_per_s": {m: round(r, 1) for m, r in rate.items()},
+            "tokens_per_s": rate,
             "nag_vs_naive": round(rate["nag"] / rate["naive"], 3),
             "nag_vs_trunk": round(rate["nag"] / rate["trunk"], 3),
+            "default_nag_vs_fp32_nag": round(
+                rate["nag"] / by_dtype.get("fp32", mine)["tokens_per_s"]["nag"], 3
+            ),
             "padded_tokens_per_token": {  # positions computed / real tokens
                 "sorted": round(padded(lengths, args.piece, args.batch_size, True) / tokens, 3),
                 "unsorted": round(padded(lengths, args.piece, args.batch_size, False) / tokens, 3),
             },
-            "matmul_gflops": round(flops / 1e9, 1),
+            "matmul_gflops": mine["matmul_gflops"],
             "params_per_token": params,
-            "flop_bound_tokens_per_s": {m: round(b, 1) for m, b in bound.items()},
-            "share_of_flop_bound": {m: round(rate[m] / bound[m], 3) for m in METHODS},
+            "flop_bound_tokens_per_s": mine["flop_bound_tokens_per_s"],
+            "share_of_flop_bound": mine["share_of_flop_bound"],
+            "by_dtype": by_dtype,
             "wall_s": round(time.perf_counter() - started, 1),
             "machine": _bench.machine(),
         }

@@ -196,7 +196,9 @@ class _NeuronTaps:
 
     def _hook(self, last: bool):
         def hook(_module, _inputs, output):
-            u = output.abs().float()
+            # |act| in fp32 for the mean; bf16 is upcast once and made absolute in place (the
+            # same values as abs then upcast, one full-size temporary fewer)
+            u = output.abs() if output.dtype == torch.float32 else output.float().abs_()
             self.impacts.append(torch.bmm(self.weights, u).squeeze(1))
             if last:
                 raise _Stop

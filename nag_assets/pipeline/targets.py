@@ -12,11 +12,11 @@ from nag_assets.pipeline.common import (
     NagSettings,
     StepResult,
     nag_footer,
-    nag_table,
     nags_of,
     read_input,
     require,
 )
+from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     TARGET_DATASET,
@@ -27,7 +27,9 @@ from nag_assets.pipeline.layout import (
     profile_file,
     table,
 )
+from nag_assets.pipeline.stream import NagTally, write_nag_stream
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
+from nag_assets.sources.chunks import plan_file
 from nag_assets.sources.files import InputError, benchmark_target, read_target
 from nag_assets.storage import Storage, check_key, digest
 
@@ -78,9 +80,15 @@ def target_dataset(
 
 
 def target_nag(
-    storage: Storage, key: str, backbone: Backbone, settings: NagSettings, progress=None
+    storage: Storage,
+    key: str,
+    backbone: Backbone,
+    settings: NagSettings,
+    progress=None,
+    extractor: Extractor | None = None,
 ) -> StepResult:
-    """Each example's NAG (parquet) and the target profile (.npy, L x d_ff)."""
+    """Each example's NAG (parquet, streamed chunk by chunk like a shard's) and the target
+    profile (.npy, L x d_ff)."""
     check_key(key)
     dataset = require(
         TargetDatasetFooter.read(storage, TARGET_DATASET, key), f"target_dataset[{key}]"
@@ -88,31 +96,49 @@ def target_nag(
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("target_nag", STEP_CODE_VERSION, dataset.version, fp)
     out = table(TARGET_NAG, key)
+    footer = nag_footer(version, backbone, settings, fp)
     skipped = is_current(storage, version, *out)
     if skipped:
         nag_rows = storage.read_parquet(*out)
+        nags = nags_of(nag_rows, footer)
+        profile, examples, use = (
+            build_profile(nags, backbone.d_ff),
+            nag_rows.height,
+            neuron_use(nags),
+        )
     else:
-        ds = storage.read_parquet(*table(TARGET_DATASET, key))
-        nag_rows = nag_table(backbone, ds["id"], ds["text"].to_list(), settings, progress, baseline)
-    footer = nag_footer(version, backbone, settings, fp)
-    nags = nags_of(nag_rows, footer)
-    profile = build_profile(nags, backbone.d_ff)
-    if not skipped:
-        storage.write_npy(profile.astype("float32"), *profile_file(key))
-        storage.write_parquet(nag_rows, *out, meta=footer.to_meta())
+        folder, name = table(TARGET_DATASET, key)
+        plan = plan_file(storage, f"{folder}/{name}", name, key, settings.chunk_rows)
+        job = NagJob(settings, backbone.fingerprint, baseline)
+        chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+        tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
+        write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
+        profile, examples, use = tally.profile(), tally.documents, tally.neuron_use()
+    _keep_profile(storage, key, profile.astype("float32"))
     return StepResult(
         version,
         skipped,
         {
-            "examples": nag_rows.height,
-            "examples_extracted": 0 if skipped else nag_rows.height,
+            "examples": examples,
+            "examples_extracted": 0 if skipped else examples,
             "nag_fingerprint": fp,
             "concentration": concentration(profile, settings.top_k),
             "impact": settings.impact,
-            **neuron_use(nags),
+            **use,
             "profile": profile,
         },
     )
+
+
+def _keep_profile(storage: Storage, key: str, profile: np.ndarray) -> None:
+    """The .npy beside the NAG table, written after it (the table is streamed), so a run
+    killed in between leaves a stale one: a later run that skips rewrites it."""
+    try:
+        if np.array_equal(storage.read_npy(*profile_file(key)), profile):
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    storage.write_npy(profile, *profile_file(key))
 
 
 def load_profile(storage: Storage, key: str) -> tuple[np.ndarray, NagFooter]:

@@ -47,6 +47,17 @@ def test_extraction(capsys) -> None:
     assert positive(r["matmul_gflops"])
     assert all(positive(v) for v in r["flop_bound_tokens_per_s"].values())
     assert r["padded_tokens_per_token"]["sorted"] >= 1
+    # fp32 and bf16 side by side, each against the FLOP bound of its own dtype
+    assert {d: v["dtype"] for d, v in r["by_dtype"].items()} == {
+        "fp32": "torch.float32",
+        "bf16": "torch.bfloat16",
+    }
+    assert r["dtype"] in {"torch.float32", "torch.bfloat16"}
+    for v in r["by_dtype"].values():
+        assert all(positive(x) for x in v["tokens_per_s"].values())
+        assert positive(v["matmul_gflops"])
+        share = v["share_of_flop_bound"]["nag"]
+        assert share == round(v["tokens_per_s"]["nag"] / v["flop_bound_tokens_per_s"]["nag"], 3)
 
 
 def test_scoring(capsys) -> None:
