@@ -122,14 +122,19 @@ def write_nag_stream(
     ids = UniqueIds(plan)
     with storage.open_atomic(*parts) as f:
         writer = None
-        for chunk in chunks:
-            ids.add(chunk.table["id"])
-            tally.add(chunk)
-            if writer is None:
-                footer = {META_KEY: json.dumps(meta, sort_keys=True)}
-                schema = chunk.table.schema.with_metadata(footer)
-                writer = pq.ParquetWriter(f, schema, compression="zstd")
-            writer.write_table(chunk.table)
+        try:
+            for chunk in chunks:
+                ids.add(chunk.table["id"])
+                tally.add(chunk)
+                if writer is None:
+                    footer = {META_KEY: json.dumps(meta, sort_keys=True)}
+                    schema = chunk.table.schema.with_metadata(footer)
+                    writer = pq.ParquetWriter(f, schema, compression="zstd")
+                writer.write_table(chunk.table)
+        except BaseException:
+            if writer is not None:
+                writer.is_open = False  # no footer: the temporary file is dropped unfinished
+            raise
         if writer is None:
             raise InputError(f"{plan.name}: the file holds no documents")
         writer.close()
