@@ -30,7 +30,7 @@ def candidate_shard(
     store = storage.storage()
     known = set(context.instance.get_dynamic_partitions(shards.name))
     versions = {}
-    for f in store.list_files("shards"):
+    for f in store.list_files("shards", recursive=True):
         key = key_or_none(f.name)
         if key in known:
             versions[key] = dg.DataVersion(store.content_version(f))
