@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -103,26 +104,44 @@ class NagWorker:
         return impact_baseline(Storage(root, options), self.backbone, settings)[1]
 
 
+_connected: list[str] = []  # the address this process is connected to, if any
+
+
 def connect(address: str | None) -> str:
-    """Connect this process to the cluster once; the address actually used is returned."""
+    """Connect this process to the cluster at `address` (RAY_ADDRESS, else "auto": the
+    cluster of `ray start` on this machine), once; a process connected elsewhere reconnects."""
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
-    if ray.is_initialized():
+    if ray.is_initialized() and _connected == [address]:
         return address
+    disconnect()
     try:
+        _check_reachable(address)
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     except Exception as e:  # ConnectionError, AuthenticationError, RuntimeError, ...
         raise ExecutorError(
             f"cannot reach the Ray cluster at {address!r} (NAG_EXECUTOR=ray; set RAY_ADDRESS "
-            f"or ExecutorResource.ray_address): {type(e).__name__}: {e}"
+            f"or ExecutorResource.ray_address): {type(e).__name__}: {_first_line(e)}"
         ) from e
+    _connected[:] = [address]
     return address
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when nothing listens at a
+    host:port address ("auto" and unparsable addresses are left to Ray)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        pass
 
 
 def disconnect() -> None:
     import ray
 
+    _connected.clear()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -148,9 +167,10 @@ class RayExtractor:
 
         self.address = connect(self.settings.ray_address)
         gpus, cpus, count = self._shape(ray.cluster_resources())
-        prefix = f"{ACTOR_PREFIX}{digest(*asdict(self.spec).values(), gpus, cpus)}-"
-        _retire_pools(keep=prefix)
         retries = self.settings.max_retries
+        shape = digest(*asdict(self.spec).values(), gpus, cpus, retries)
+        prefix = f"{ACTOR_PREFIX}{shape}-"
+        _retire_pools(keep=prefix)
         options = dict(
             namespace=NAMESPACE,
             lifetime="detached",
