@@ -190,12 +190,12 @@ class RayExtractor:
         """(GPUs and CPUs per actor, number of actors) for this cluster."""
         s = self.settings
         cluster_gpus = resources.get("GPU", 0.0)
-        gpus = s.gpus_per_actor if s.gpus_per_actor is not None else (1.0 if cluster_gpus else 0)
+        gpus = float(s.gpus_per_actor if s.gpus_per_actor is not None else bool(cluster_gpus))
         count = s.actors
         if count == 0:
             by_gpu = int(cluster_gpus // gpus) if gpus else 0
             count = by_gpu or int(resources.get("CPU", 1.0) // max(s.cpus_per_actor, 1.0))
-        return gpus, s.cpus_per_actor, max(1, count)
+        return gpus, float(s.cpus_per_actor), max(1, count)
 
     def workers(self) -> list[WorkerInfo]:
         """Each actor's process, model loads and chunks done (loads: 1 unless restarted)."""

@@ -40,11 +40,12 @@ class LocalCluster:
         return list({p.pid: p for p in own + workers}.values())
 
     def workers(self, title: str = "NagWorker") -> list[psutil.Process]:
-        """The actor processes of class `title` (Ray names them `ray::<class>...`)."""
+        """The actor processes of class `title`."""
         out = []
         for p in self.processes():
             try:
-                if any(f"ray::{title}" in c for c in p.cmdline()):
+                # `ray::NagWorker...`, or `ray::<actor name>:NagWorker.<method>` when named
+                if any(c.startswith("ray::") and title in c for c in p.cmdline()):
                     out.append(p)
             except psutil.NoSuchProcess:
                 pass
@@ -73,9 +74,9 @@ def auth_env() -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 
-def start_cluster(num_cpus: int, env: dict[str, str]) -> LocalCluster:
-    """`ray start --head` on 127.0.0.1 with `num_cpus` CPUs and no GPU; `env` for its
-    processes and workers (PYTHONPATH, credentials, the auth token)."""
+def start_cluster(num_cpus: int, env: dict[str, str], gpus: int | None = 0) -> LocalCluster:
+    """`ray start --head` on 127.0.0.1 with `num_cpus` CPUs and `gpus` GPUs (None: what Ray
+    finds); `env` for its processes and workers (PYTHONPATH, credentials, the auth token)."""
     # short: Ray puts unix sockets in it, whose paths may not exceed 107 bytes
     temp_dir = Path(tempfile.mkdtemp(prefix="nagray-"))
     port = free_port()
@@ -88,7 +89,7 @@ def start_cluster(num_cpus: int, env: dict[str, str]) -> LocalCluster:
         f"--port={port}",
         "--node-ip-address=127.0.0.1",
         f"--num-cpus={num_cpus}",
-        "--num-gpus=0",
+        *([f"--num-gpus={gpus}"] if gpus is not None else []),
         "--include-dashboard=false",
         "--disable-usage-stats",
         f"--temp-dir={temp_dir}",
