@@ -14,7 +14,7 @@ shard held whole in memory would give).
     python benchmarks/streaming.py [--docs 10000,100000,1000000] [--model tiny|embedded|PATH]
         [--chunk-rows 4096] [--quick]
 
---quick: 2,000 and 6,000 documents with the tiny model (the smoke test).
+--quick: 500 and 1,500 documents with the tiny model (the smoke test).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ WORDS = SYLLABLES + [a + b for a in SYLLABLES[::7] for b in SYLLABLES[::5]]
 
 
 def make_shard(folder: Path, n: int, seed: int = 0) -> Path:
-    """n short documents (5-40 words), ids "d<i>", in one parquet file written by polars."""
+    """n short documents (3-12 words), ids "d<i>", in one parquet file written by polars."""
     import polars as pl
 
     rng = random.Random(seed)
-    texts = [" ".join(rng.choices(WORDS, k=rng.randint(5, 40))) for _ in range(n)]
+    texts = [" ".join(rng.choices(WORDS, k=rng.randint(3, 12))) for _ in range(n)]
     path = folder / "shards" / f"s{n}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"id": [f"d{i}" for i in range(n)], "text": texts}).write_parquet(path)
@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
         print(json.dumps(child(*args.child, model, args.chunk_rows, args.batch_size)))
         return {}
     if args.quick:
-        args.docs = "2000,6000"
+        args.docs = "500,1500"
     rows, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nag-stream-") as root:
         for n in map(int, args.docs.split(",")):

@@ -100,3 +100,21 @@ def test_end_to_end(capsys) -> None:
     assert 0 < r["backbone_s"] <= r["wall_s"]
     assert r["other_s"] == pytest.approx(r["wall_s"] - r["backbone_s"], abs=0.2)
     assert {"target_nag", "shard_nag", "selected_mixture"} <= set(r["step_s"])
+
+
+def test_streaming(capsys) -> None:
+    r = run_quick("streaming", capsys)
+    assert [row["docs"] for row in r["sizes"]] == [500, 1500]
+    for row in r["sizes"]:
+        assert row["peak_rss_mib"] >= row["rss_before_step_mib"] > 0
+        assert 0 < row["share_tokenize"] < 1 and 0 <= row["share_parse"] < 1
+        assert row["padding"]["chunk_sorted"] >= row["padding"]["shard_sorted"] >= 1
+    assert positive(r["peak_largest_vs_second"])
+
+
+def test_dtype_selection(capsys) -> None:
+    r = run_quick("dtype_selection", capsys)
+    assert set(r["jaccard_bf16_vs_fp32"]) == {"hellaswag", "arc_easy"}
+    assert all(0 <= j <= 1 for j in r["jaccard_bf16_vs_fp32"].values())
+    assert 0 < r["nag_overlap_bf16_vs_fp32"] <= 1
+    assert all(n > 0 for sel in r["selected"].values() for n in sel.values())
