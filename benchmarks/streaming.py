@@ -12,7 +12,7 @@ length sorting within each chunk (what the step does) and over the whole shard (
 shard held whole in memory would give).
 
     python benchmarks/streaming.py [--docs 10000,100000,1000000] [--model tiny|embedded|PATH]
-        [--chunk-rows 4096] [--quick]
+        [--chunk-rows 4096] [--batch-size 32] [--max-tokens 120] [--quick]
 
 --quick: 500 and 1,500 documents with the tiny model (the smoke test).
 """
@@ -56,7 +56,9 @@ def vmhwm() -> int:
     raise OSError("no VmHWM in /proc/self/status")
 
 
-def child(root: str, key: str, model: str, chunk_rows: int, batch_size: int) -> dict:
+def child(
+    root: str, key: str, model: str, chunk_rows: int, batch_size: int, max_tokens: int
+) -> dict:
     """One measured run (in its own process): shard_nag over shards/<key>.parquet."""
     import torch
 
@@ -105,7 +107,7 @@ def child(root: str, key: str, model: str, chunk_rows: int, batch_size: int) -> 
     import nag_assets.pipeline.shards as shards_module
 
     shards_module.plan_file = chunks.plan_file
-    settings = NagSettings(batch_size=batch_size, chunk_rows=chunk_rows)
+    settings = NagSettings(max_tokens=max_tokens, batch_size=batch_size, chunk_rows=chunk_rows)
     start = time.perf_counter()
     step = shard_nag(Storage(root), key, backbone, settings)
     seconds = time.perf_counter() - start
@@ -149,12 +151,14 @@ def main(argv=None) -> dict:
     p.add_argument("--model", default="tiny", help="tiny (a random tiny Llama), embedded, PATH")
     p.add_argument("--chunk-rows", type=int, default=4096)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=120)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)  # ROOT KEY: run one measurement
     args = p.parse_args(argv)
     model = _bench.tiny_model_dir() if args.model == "tiny" else args.model
     if args.child:
-        print(json.dumps(child(*args.child, model, args.chunk_rows, args.batch_size)))
+        sizes = (args.chunk_rows, args.batch_size, args.max_tokens)
+        print(json.dumps(child(*args.child, model, *sizes)))
         return {}
     if args.quick:
         args.docs = "500,1500"
@@ -164,7 +168,7 @@ def main(argv=None) -> dict:
             path = make_shard(Path(root), n)
             cmd = [sys.executable, __file__, "--child", root, path.name.split(".")[0]]
             cmd += ["--model", model, "--chunk-rows", str(args.chunk_rows)]
-            cmd += ["--batch-size", str(args.batch_size)]
+            cmd += ["--batch-size", str(args.batch_size), "--max-tokens", str(args.max_tokens)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             nag = Path(root) / "assets" / "shard_nag" / f"{path.name.split('.')[0]}.parquet"
@@ -189,6 +193,7 @@ def main(argv=None) -> dict:
             "model": "tiny (random Llama)" if args.model == "tiny" else args.model,
             "chunk_rows": args.chunk_rows,
             "batch_size": args.batch_size,
+            "max_tokens": args.max_tokens,
             "sizes": rows,
             "peak_largest_vs_second": round(peak[-1] / peak[-2], 3) if len(peak) > 1 else None,
             "wall_s": round(time.perf_counter() - started, 1),

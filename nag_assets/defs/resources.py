@@ -1,15 +1,16 @@
 """Resources: the backbone (GPU-aware, loaded once per process) and the storage root."""
 
-import functools
 import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag import Backbone
+from nag_assets.nag.backbone import BackboneError, resolve_device, resolve_dtype
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.pipeline.common import NagSettings
+from nag_assets.pipeline.extractor import BackboneSpec
 from nag_assets.storage import Storage, digest
 
 
@@ -87,8 +88,13 @@ class BackboneResource(dg.ConfigurableResource):
             impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
         )
 
+    def spec(self) -> BackboneSpec:
+        """The backbone as a worker elsewhere would load it (the extractor seam)."""
+        return BackboneSpec(self.model, self.device, self.dtype)
+
     def load(self) -> Backbone:
-        return _cached_backbone(self.model, self.device, self.dtype)
+        """Once per process: a step (or an in-process run) loads the model once."""
+        return self.spec().load()
 
     def settings(self) -> NagSettings:
         return NagSettings(
@@ -98,10 +104,12 @@ class BackboneResource(dg.ConfigurableResource):
     def code_version(self) -> str:
         """Changes with every setting that changes a NAG, without loading the model."""
         normalized = [self.impact, self.impact_sample] if self.impact != "raw" else []
-        return digest(self.model, self.dtype, self.top_k, self.max_tokens, *normalized)
+        return digest(self.model, self.dtype_in_use(), self.top_k, self.max_tokens, *normalized)
 
-
-@functools.lru_cache(maxsize=2)
-def _cached_backbone(model: str, device: str, dtype: str | None) -> Backbone:
-    """Once per process: a step (or an in-process run) loads the model once, never per batch."""
-    return load_backbone(model, device=device, dtype=dtype)
+    def dtype_in_use(self) -> str:
+        """What `dtype` resolves to on this machine (auto: bf16 where the CPU has it), so the
+        UI marks NAGs stale when the default flips; the setting itself if it cannot resolve."""
+        try:
+            return str(resolve_dtype(self.dtype, resolve_device(self.device)))
+        except BackboneError:
+            return str(self.dtype)
