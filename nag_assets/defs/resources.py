@@ -1,6 +1,5 @@
 """Resources: the backbone (GPU-aware, loaded once per process) and the storage root."""
 
-import functools
 import os
 from pathlib import Path
 
@@ -8,7 +7,8 @@ import dagster as dg
 from pydantic import Field
 
 from nag_assets.executors import ExecutorSettings
-from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag import Backbone
+from nag_assets.nag.backbone import BackboneError, resolve_device, resolve_dtype
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.extractor import BackboneSpec
@@ -90,11 +90,12 @@ class BackboneResource(dg.ConfigurableResource):
         )
 
     def spec(self) -> BackboneSpec:
-        """The backbone as a worker elsewhere (a Ray actor) loads it."""
+        """The backbone as a worker elsewhere (a Ray actor) would load it (the seam)."""
         return BackboneSpec(self.model, self.device, self.dtype)
 
     def load(self) -> Backbone:
-        return _cached_backbone(self.model, self.device, self.dtype)
+        """Once per process: a step (or an in-process run) loads the model once."""
+        return self.spec().load()
 
     def settings(self) -> NagSettings:
         return NagSettings(
@@ -104,7 +105,15 @@ class BackboneResource(dg.ConfigurableResource):
     def code_version(self) -> str:
         """Changes with every setting that changes a NAG, without loading the model."""
         normalized = [self.impact, self.impact_sample] if self.impact != "raw" else []
-        return digest(self.model, self.dtype, self.top_k, self.max_tokens, *normalized)
+        return digest(self.model, self.dtype_in_use(), self.top_k, self.max_tokens, *normalized)
+
+    def dtype_in_use(self) -> str:
+        """What `dtype` resolves to on this machine (auto: bf16 where the CPU has it), so the
+        UI marks NAGs stale when the default flips; the setting itself if it cannot resolve."""
+        try:
+            return str(resolve_dtype(self.dtype, resolve_device(self.device, claim=False)))
+        except BackboneError:
+            return str(self.dtype)
 
 
 class ExecutorResource(dg.ConfigurableResource):
@@ -152,9 +161,3 @@ class ExecutorResource(dg.ConfigurableResource):
             self.cpus_per_actor,
             self.max_retries,
         )
-
-
-@functools.lru_cache(maxsize=2)
-def _cached_backbone(model: str, device: str, dtype: str | None) -> Backbone:
-    """Once per process: a step (or an in-process run) loads the model once, never per batch."""
-    return load_backbone(model, device=device, dtype=dtype)

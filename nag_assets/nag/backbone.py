@@ -79,12 +79,13 @@ def cache_dir() -> Path:
     return Path(base) / "nag_assets"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """`auto`: CUDA when present; with several GPUs, one no other process holds (devices.py)."""
+def resolve_device(device: str = "auto", claim: bool = True) -> torch.device:
+    """`auto`: CUDA when present; with several GPUs, one no other process holds (devices.py),
+    unless `claim` is False (only the kind of device is wanted, e.g. for the dtype)."""
     if device == "auto":
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        ids = cuda_device_ids()
+        ids = cuda_device_ids() if claim else []
         return torch.device("cuda", claim_device(ids)) if len(ids) > 1 else torch.device("cuda")
     try:
         dev = torch.device(device)

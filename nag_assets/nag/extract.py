@@ -52,6 +52,7 @@ def extract_nags(
     batch_size: int = BATCH_SIZE,
     progress: bool | Progress = False,
     baseline: np.ndarray | None = None,
+    token_ids: list[list[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """NAGs (n, L, K) int16 in descending impact, and the tokens each text used.
 
@@ -59,10 +60,12 @@ def extract_nags(
     0 tokens, so callers can drop or report it; it never reaches the model. `baseline`
     (L, d_ff), beyond the paper: each neuron's impact is divided by it before the top-K
     (baseline-normalized impact), so always-on neurons no longer take every slot.
+    `token_ids`: the texts' full token ids (`backbone.tokenize(texts)`) when the caller has
+    them already, so that texts are tokenized once for the NAG and the budget.
     """
     check_top_k(top_k, backbone.d_ff)
     divisor = _divisor(baseline, backbone)
-    run = _Run(backbone, texts, max_tokens, batch_size)
+    run = _Run(backbone, texts, max_tokens, batch_size, token_ids)
     nags = np.full((len(run.ids), backbone.num_layers, top_k), -1, dtype=np.int16)
     for rows, impact in run.batches(progress):
         nags[rows] = _top(impact if divisor is None else impact / divisor, top_k)
@@ -138,12 +141,24 @@ def _clamped(baseline: torch.Tensor) -> torch.Tensor:
 class _Run:
     """Tokenized texts in length order, run batch by batch through the up-projection taps."""
 
-    def __init__(self, backbone: Backbone, texts: Sequence[str], max_tokens: int, batch: int):
+    def __init__(
+        self,
+        backbone: Backbone,
+        texts: Sequence[str],
+        max_tokens: int,
+        batch: int,
+        token_ids: list[list[int]] | None = None,
+    ):
         texts = validate_texts(texts)
         if max_tokens < 1 or batch < 1:
             raise ValueError(f"max_tokens={max_tokens} and batch_size={batch} must be >= 1")
+        if token_ids is not None and len(token_ids) != len(texts):
+            raise ValueError(f"{len(token_ids)} token id lists for {len(texts)} texts")
         self.backbone, self.batch = backbone, batch
-        self.ids = backbone.tokenize(texts, max_tokens)
+        if token_ids is None:
+            self.ids = backbone.tokenize(texts, max_tokens)
+        else:
+            self.ids = [x[:max_tokens] for x in token_ids]
         self.lengths = np.array([len(x) for x in self.ids], dtype=np.int64)
         self.order = [i for i in np.argsort(-self.lengths, kind="stable") if self.lengths[i] > 0]
 

@@ -111,14 +111,15 @@ def nag_table(
     baseline: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """id, tokens (full length, what budgets count), nag_tokens, nag (flattened L*K int16)."""
+    full = backbone.tokenize(texts)  # once: the budget counts all, the NAG reads max_tokens
     nags, used = extract_nags(
-        backbone, texts, s.top_k, s.max_tokens, s.batch_size, progress, baseline
+        backbone, texts, s.top_k, s.max_tokens, s.batch_size, progress, baseline, full
     )
     flat = nags.reshape(len(texts), -1)
     return pl.DataFrame(
         {
             "id": ids,
-            "tokens": backbone.count_tokens(texts),
+            "tokens": np.array([len(x) for x in full], dtype=np.int64),
             "nag_tokens": used,
             "nag": pl.Series(flat, dtype=pl.Array(pl.Int16, flat.shape[1])),
         }

@@ -117,3 +117,21 @@ def test_ray_scaling(capsys, ray_cluster) -> None:
     assert all(positive(v) for v in r["tokens_per_s"].values())
     assert r["nag_tokens"] > 0 and positive(r["driver_process_s"])
     assert r["model_loads"]["ray_2_actors"] == {"actors": 2, "loads_while_timed": 0}
+
+
+def test_streaming(capsys) -> None:
+    r = run_quick("streaming", capsys)
+    assert [row["docs"] for row in r["sizes"]] == [500, 1500]
+    for row in r["sizes"]:
+        assert row["peak_rss_mib"] >= row["rss_before_step_mib"] > 0
+        assert 0 < row["share_tokenize"] < 1 and 0 <= row["share_parse"] < 1
+        assert row["padding"]["chunk_sorted"] >= row["padding"]["shard_sorted"] >= 1
+    assert positive(r["peak_largest_vs_second"])
+
+
+def test_dtype_selection(capsys) -> None:
+    r = run_quick("dtype_selection", capsys)
+    assert set(r["jaccard_bf16_vs_fp32"]) == {"hellaswag", "arc_easy"}
+    assert all(0 <= j <= 1 for j in r["jaccard_bf16_vs_fp32"].values())
+    assert 0 < r["nag_overlap_bf16_vs_fp32"] <= 1
+    assert all(n > 0 for sel in r["selected"].values() for n in sel.values())

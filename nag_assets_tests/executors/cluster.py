@@ -32,9 +32,9 @@ class LocalCluster:
 
     def processes(self) -> list[psutil.Process]:
         """The cluster's own processes (GCS, raylet, its helpers) and every worker."""
-        own = []
+        own, me = [], os.getpid()
         for p in psutil.process_iter(["cmdline"]):
-            if any(str(self.temp_dir) in c for c in p.info["cmdline"] or []):
+            if p.pid != me and any(str(self.temp_dir) in c for c in p.info["cmdline"] or []):
                 own.append(p)
         workers = [c for p in own for c in _children(p)]
         return list({p.pid: p for p in own + workers}.values())

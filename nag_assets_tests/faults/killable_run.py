@@ -35,7 +35,7 @@ def main(root: str, model_dir: str, signal_file: str, mode: str) -> None:
     if kind == "extract":
         real = pipeline_common.extract_nags
 
-        def slowed(backbone, texts, top_k, max_tokens, batch_size, progress=None, baseline=None):
+        def slowed(backbone, texts, top_k, max_tokens, batch_size, progress=None, *rest):
             def report(done: int, total: int, tokens: int) -> None:
                 if progress:
                     progress(done, total, tokens)
@@ -43,7 +43,7 @@ def main(root: str, model_dir: str, signal_file: str, mode: str) -> None:
                     signal.touch()
                     time.sleep(2.0)  # the parent kills at once; this only widens the window
 
-            return real(backbone, texts, top_k, max_tokens, batch_size, report, baseline)
+            return real(backbone, texts, top_k, max_tokens, batch_size, report, *rest)
 
         pipeline_common.extract_nags = slowed
     elif kind == "write":

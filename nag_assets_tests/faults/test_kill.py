@@ -18,11 +18,14 @@ import polars as pl
 import pytest
 
 from nag_assets.defs.resources import StorageResource
+from nag_assets.nag import load_backbone
+from nag_assets.pipeline.common import NagSettings, nag_table
 from nag_assets.pipeline.mixture import FOLDER, POINTER, mixture_digest, read_mixture
+from nag_assets.pipeline.shards import shard_nag
 from nag_assets.sources.wiki import write_shards
 from nag_assets.storage import TEMP_MAX_AGE_S, TEMP_PREFIX, Storage
 from nag_assets_tests.defs.helpers import science_texts, write_jsonl
-from nag_assets_tests.faults.helpers import StorageGraph, plain_run
+from nag_assets_tests.faults.helpers import BATCH, TOP_K, StorageGraph, plain_run
 
 pytestmark = pytest.mark.slow  # graph runs, servers or subprocesses
 
@@ -154,3 +157,52 @@ def test_killed_mid_write_keeps_the_previous_version(
     versions = sorted(p.name for p in (root / FOLDER).iterdir() if p.is_dir())
     now = json.loads(store.read_bytes(FOLDER, POINTER))["version"]
     assert versions == sorted([now, json.loads(old_pointer)["version"]])
+
+
+def test_killed_mid_shard_stream_keeps_the_previous_version(
+    tmp_path: Path, tiny_model_dir: Path, wiki_pool: pl.DataFrame
+) -> None:
+    """SIGKILL while a shard streams chunk by chunk into its temporary file: the previous
+    version stays whole and in force, the half file is never listed, a rerun finishes it."""
+    root = tmp_path / "root"
+    write_shards(pool_rows := wiki_pool.head(48), root / "shards", 1, prefix="big")
+    store = Storage(str(root))
+    backbone = load_backbone(str(tiny_model_dir), device="cpu")
+    settings = NagSettings(TOP_K, batch_size=BATCH, chunk_rows=8)
+    shard_nag(store, "big-000", backbone, settings)
+    before = store.read_bytes("assets/shard_nag", "big-000.parquet")
+    write_shards(wiki_pool.slice(48, 48), root / "shards", 1, prefix="big")  # a new version
+    assert not pool_rows.equals(wiki_pool.slice(48, 48))
+
+    ready, log = tmp_path / "ready", tmp_path / "child.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nag_assets_tests.faults.killable_shard"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*cmd, str(root), str(tiny_model_dir), str(ready), "8"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not ready.exists():
+                assert proc.poll() is None, f"child exited early:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "child never reached the kill point"
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    folder = root / "assets" / "shard_nag"
+    assert len(_temps(folder)) == 1  # the stream's unfinished file, never published
+    assert [f.name for f in store.list_files("assets/shard_nag")] == ["big-000.parquet"]
+    assert store.read_bytes("assets/shard_nag", "big-000.parquet") == before
+
+    step = shard_nag(store, "big-000", backbone, settings)
+    assert not step.skipped and step.facts["documents_extracted"] == 48
+    docs = pl.read_parquet(root / "shards" / "big-000.parquet")
+    expected = nag_table(backbone, docs["id"], docs["text"].to_list(), settings)
+    assert store.read_parquet("assets/shard_nag", "big-000.parquet").equals(expected)

@@ -65,3 +65,18 @@ def test_without_torch_probe_the_cpu_flags_decide(
 
 def test_cpu_flags_of_a_missing_file_are_none(tmp_path: Path) -> None:
     assert bb.cpu_flags(str(tmp_path / "nope")) == set()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_code_version_follows_the_dtype_auto_resolves_to(monkeypatch, native: bool) -> None:
+    """When the default flips, the UI marks NAGs stale; fp32 set by hand keeps them current."""
+    from nag_assets.defs.resources import BackboneResource
+
+    _probes(monkeypatch, native, native)
+
+    def version(dtype):
+        return BackboneResource(device="cpu", dtype=dtype).code_version()
+
+    same = "bf16" if native else "fp32"
+    other = "fp32" if native else "bf16"
+    assert version(None) == version("auto") == version(same) != version(other)

@@ -236,3 +236,17 @@ def test_load_local_folder_offline(tmp_path) -> None:
 def test_load_unknown_name_offline_raises() -> None:
     with pytest.raises(BackboneError, match="no-such-org/no-such-model"):
         load_backbone("no-such-org/no-such-model", device="cpu")
+
+
+def test_given_full_token_ids_give_the_same_nags() -> None:
+    """nag_table tokenizes once for the NAG and the budget: the NAG cuts the full ids itself."""
+    backbone = tiny_backbone("llama")
+    texts = [LONG, *TEXTS, ""]
+    full = backbone.tokenize(texts)
+    got = extract_nags(backbone, texts, top_k=K, max_tokens=7, token_ids=full)
+    expected = extract_nags(backbone, texts, top_k=K, max_tokens=7)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert max(len(x) for x in full) > 7
+    with pytest.raises(ValueError, match="2 token id lists for 3 texts"):
+        extract_nags(backbone, texts[:3], top_k=K, token_ids=full[:2])

@@ -5,6 +5,7 @@ unique across chunks, and a file that changes mid-read is never mixed."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import pickle
@@ -20,7 +21,7 @@ import pytest
 from nag_assets.nag import Backbone, build_profile
 from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline import shards, targets
-from nag_assets.pipeline.common import NagSettings, nag_meta, nag_table, nags_of
+from nag_assets.pipeline.common import NagSettings, nag_footer, nag_table, nags_of
 from nag_assets.pipeline.extractor import (
     ChunkNags,
     InProcessExtractor,
@@ -116,11 +117,11 @@ def test_one_chunk_file_is_byte_identical_to_the_whole_file_write(
     step = shards.shard_nag(store, "a", backbone, SETTINGS)
     # what the step wrote before streaming: nag_table of all documents, one write_parquet
     data = store.read_bytes("shards", "a.jsonl")
-    sha = __import__("hashlib").sha256(data).hexdigest()[:32]
+    sha = hashlib.sha256(data).hexdigest()[:32]
     fp = SETTINGS.fingerprint(backbone)
-    meta = nag_meta(
+    meta = nag_footer(
         digest("shard_nag", "1", sha, fp), backbone, SETTINGS, fp, file="a.jsonl", sha256=sha
-    )
+    ).to_meta()
     assert step.version == meta["version"]
     ref = Storage(str(tmp_path / "ref"))
     ref.write_parquet(_one_shot(store, backbone, "a.jsonl", "a"), "x.parquet", meta=meta)
