@@ -75,6 +75,9 @@ def test_auto_device_claims_one_of_several_gpus(
     monkeypatch.setattr(backbone, "claim_device", lambda ids: claim_device(ids, tmp_path / "locks"))
     holder, taken = _holder(tmp_path / "locks", 60)
     try:
+        held = dict(devices._held)  # asking only for the kind of device claims nothing
+        assert backbone.resolve_device("auto", claim=False) == torch.device("cuda")
+        assert devices._held == held
         dev = backbone.resolve_device("auto")
         assert dev.type == "cuda" and dev.index != taken and dev.index in (0, 1, 2)
         monkeypatch.setattr(backbone, "cuda_device_ids", lambda: IDS[:1])
