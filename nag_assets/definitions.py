@@ -26,9 +26,13 @@ def build_defs(
     backbone: BackboneResource | None = None,
     executor: ExecutorResource | None = None,
 ) -> dg.Definitions:
-    """Definitions with the given resources (tests and the demo pass their own)."""
+    """Definitions with the given resources (tests and the demo pass their own).
+
+    Runs execute in their run worker's process: each run the sensor or the automation makes
+    is one asset, so a process per step would only load torch and the backbone once more."""
     return dg.Definitions(
         assets=ASSETS,
+        executor=dg.in_process_executor,
         sensors=[pool_sensor, automation_sensor],
         resources={
             "storage": storage or StorageResource(),
