@@ -206,7 +206,7 @@ def test_launchpad_offers_backbone_settings(ui: DagsterUI, browser, artifacts: P
     for line in ("backbone:", "top_k: 4", "max_tokens: 120", "batch_size: 32", "model: "):
         assert line in config, config
     # where the backbone pass runs (in-process, or a Ray cluster), beside it
-    for line in ("executor: local", "actors: 0", "cpus_per_actor: 1.0", "max_retries: 3"):
+    for line in ("executor: local", "actors: 0", "cpus_per_actor: 1", "max_retries: 3"):
         assert line in config, config
     browser.execute_script(SET_CURSOR, "top_k:")
     wait_text(browser, "neurons kept per layer", "texts per forward pass")
