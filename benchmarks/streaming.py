@@ -186,6 +186,7 @@ def main(argv=None) -> dict:
                 }
             )
             path.unlink()
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress, size by size
     peak = [r["peak_rss_mib"] for r in rows]
     return _bench.emit(
         {
