@@ -5,7 +5,7 @@ import dagster as dg
 from nag_assets.defs.automation import automation_sensor
 from nag_assets.defs.checks import selection_checks
 from nag_assets.defs.mixture import selected_mixture
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.sensors import pool_sensor
 from nag_assets.defs.shards import candidate_shard, shard_nag, shard_scores
 from nag_assets.defs.targets import target_dataset, target_nag
@@ -22,7 +22,9 @@ ASSETS = [
 
 
 def build_defs(
-    storage: StorageResource | None = None, backbone: BackboneResource | None = None
+    storage: StorageResource | None = None,
+    backbone: BackboneResource | None = None,
+    executor: ExecutorResource | None = None,
 ) -> dg.Definitions:
     """Definitions with the given resources (tests and the demo pass their own).
 
@@ -35,6 +37,7 @@ def build_defs(
         resources={
             "storage": storage or StorageResource(),
             "backbone": backbone or BackboneResource.from_env(),
+            "executor": executor or ExecutorResource.from_env(),
         },
     )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from nag_assets.executors import ExecutorSettings
 from nag_assets.nag import Backbone
 from nag_assets.nag.backbone import BackboneError, resolve_device, resolve_dtype
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
@@ -89,7 +90,7 @@ class BackboneResource(dg.ConfigurableResource):
         )
 
     def spec(self) -> BackboneSpec:
-        """The backbone as a worker elsewhere would load it (the extractor seam)."""
+        """The backbone as a worker elsewhere (a Ray actor) would load it (the seam)."""
         return BackboneSpec(self.model, self.device, self.dtype)
 
     def load(self) -> Backbone:
@@ -110,6 +111,53 @@ class BackboneResource(dg.ConfigurableResource):
         """What `dtype` resolves to on this machine (auto: bf16 where the CPU has it), so the
         UI marks NAGs stale when the default flips; the setting itself if it cannot resolve."""
         try:
-            return str(resolve_dtype(self.dtype, resolve_device(self.device)))
+            return str(resolve_dtype(self.dtype, resolve_device(self.device, claim=False)))
         except BackboneError:
             return str(self.dtype)
+
+
+class ExecutorResource(dg.ConfigurableResource):
+    """Where the backbone pass of shard_nag runs: in the step's process, or on Ray actors
+    that each load the backbone once and keep it across chunks, shards and runs."""
+
+    executor: str = Field(default="local", description="local (this process) | ray (a cluster)")
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster, e.g. 10.0.0.5:6379 or ray://head:10001 (None: RAY_ADDRESS, "
+        "else the cluster of `ray start --head` on this machine)",
+    )
+    actors: int = Field(
+        default=0, description="backbone actors (0: one per GPU, or per cpus_per_actor CPUs)"
+    )
+    gpus_per_actor: float | None = Field(
+        default=None, description="GPUs each actor gets (None: 1 if the cluster has GPUs, else 0)"
+    )
+    cpus_per_actor: float = Field(default=1.0, description="CPUs (and torch threads) per actor")
+    max_retries: int = Field(
+        default=3, description="restarts of a dead worker, and retries of its chunks, per run"
+    )
+
+    @classmethod
+    def from_env(cls) -> "ExecutorResource":
+        """Settings from NAG_EXECUTOR, RAY_ADDRESS, NAG_RAY_ACTORS, NAG_RAY_GPUS_PER_ACTOR,
+        NAG_RAY_CPUS_PER_ACTOR, NAG_RAY_MAX_RETRIES."""
+        env = os.environ.get
+        gpus = env("NAG_RAY_GPUS_PER_ACTOR")
+        return cls(
+            executor=env("NAG_EXECUTOR", "local"),
+            ray_address=env("RAY_ADDRESS") or None,
+            actors=int(env("NAG_RAY_ACTORS", "0")),
+            gpus_per_actor=float(gpus) if gpus else None,
+            cpus_per_actor=float(env("NAG_RAY_CPUS_PER_ACTOR", "1")),
+            max_retries=int(env("NAG_RAY_MAX_RETRIES", "3")),
+        )
+
+    def settings(self) -> ExecutorSettings:
+        return ExecutorSettings(
+            self.executor,
+            self.ray_address,
+            self.actors,
+            self.gpus_per_actor,
+            self.cpus_per_actor,
+            self.max_retries,
+        )

@@ -7,8 +7,9 @@ import dagster as dg
 from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
 from nag_assets.defs.partitions import shards
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.targets import NAG_CODE_VERSION, target_nag
+from nag_assets.executors import extraction
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
@@ -30,7 +31,7 @@ def candidate_shard(
     store = storage.storage()
     known = set(context.instance.get_dynamic_partitions(shards.name))
     versions = {}
-    for f in store.list_files("shards"):
+    for f in store.list_files("shards", recursive=True):
         key = key_or_none(f.name)
         if key in known:
             versions[key] = dg.DataVersion(store.content_version(f))
@@ -54,17 +55,25 @@ Metadata: `documents_extracted` (0 when the stored NAGs were current), `tokens`,
 `seconds`, `source_version` (the file's content hash).""",
 )
 def shard_nag(
-    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    backbone: BackboneResource,
+    executor: ExecutorResource,
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store = storage.storage()
     start = time.monotonic()
+    settings = backbone.settings()
+    model, extractor = extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, settings
+    )
     step = steps.shard_nag(
         store,
         key,
-        backbone.load(),
-        backbone.settings(),
+        model,
+        settings,
         progress_logger(context, f"shard_nag[{key}]"),
+        extractor,
     )
     return result(
         step,

