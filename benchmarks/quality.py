@@ -87,9 +87,11 @@ class Data:
     texts: list[str]  # pool texts
     tokens: np.ndarray  # (n_pool,) full token count: what the budget counts
     examples: dict[str, list[str]]
+    example_ids: dict[str, set[str]]  # not among the proxy's held-out items
     up: np.ndarray  # (n_all, L, d_ff) float32: the pool, then each target's examples
     down: np.ndarray  # (n_all, L, d_model) float32
     lengths: np.ndarray  # (n_all,) tokens used (<= max_tokens)
+    tokenizer: object
 
     @property
     def spans(self) -> dict[str, tuple[int, int]]:
@@ -164,10 +166,8 @@ def impacts(
 
 def load_data(args, backbone: Backbone) -> Data:
     leads = spread(load_wiki_leads(), args.pool)
-    examples = {
-        t.benchmark: load_benchmark(t.benchmark, limit=args.examples)["text"].to_list()
-        for t in TARGETS
-    }
+    frames = {t.benchmark: load_benchmark(t.benchmark, limit=args.examples) for t in TARGETS}
+    examples = {t: df["text"].to_list() for t, df in frames.items()}
     texts = leads["text"].to_list()
     every = texts + [x for v in examples.values() for x in v]
     folder = Path(args.cache or cache_dir() / "quality")
@@ -194,9 +194,11 @@ def load_data(args, backbone: Backbone) -> Data:
         texts,
         backbone.count_tokens(texts),
         examples,
+        {t: set(df["id"].to_list()) for t, df in frames.items()},
         up,
         down,
         lengths,
+        backbone.tokenizer,
     )
 
 
@@ -334,6 +336,54 @@ def _embeddings(data: Data, args) -> tuple[np.ndarray, list[np.ndarray]]:
     return emb[:n], cents
 
 
+def run_proxy(data: Data, args, named: dict[str, Variant], baselines: dict) -> dict:
+    """`benchmarks/proxy.py`'s pretraining proxy on this pool: per proxy target, each
+    selection (a ranker, `chosen`, or `variant:NAME`) trains small models from scratch,
+    scored on held-out items of the target's benchmark (not among its examples)."""
+    import proxy
+
+    scorer = Scorer(data)
+    names = args.proxy_selections.split(",")
+    targets = args.proxy.split(",")
+    cols = {t: list(data.examples).index(t) for t in targets}
+    picks: dict = {}
+    for name in names:
+        if name.startswith("variant:"):
+            scores = scorer.scores(Variant(*_variant_fields(name[8:])))
+        elif name in named:
+            scores = scorer.scores(named[name])
+        else:
+            scores = baselines["random:0" if name == "random" else name]
+        picks[name] = {
+            t: _picked_texts(data, scores[:, c], t, args.fraction) for t, c in cols.items()
+        }
+    items = {t: proxy.mc_items(t, data.example_ids[t], args.proxy_eval) for t in targets}
+    settings = argparse.Namespace(
+        seq=128,
+        seeds=args.proxy_seeds,
+        width=128,
+        layers=2,
+        epochs=args.proxy_epochs,
+        batch=16,
+        lr=2e-3,
+    )
+    results, vocab = proxy.train_and_score(picks, items, data.tokenizer, targets, names, settings)
+    return {"settings": vars(settings), "vocab": vocab, "targets": results}
+
+
+def _variant_fields(name: str) -> tuple:
+    neurons, impact, k, layers, profile = name.split("/")
+    return neurons, impact, int(k.removeprefix("k")), layers, profile
+
+
+def _picked_texts(data: Data, scores: np.ndarray, target: str, fraction: float) -> list[str]:
+    """The selection's texts, best first (ties by id)."""
+    picked = selections(scores[:, None], data.tokens, data.ids, [target], fraction)[target]
+    rows = [i for i, r in enumerate(data.ids) if r in picked]
+    rows.sort(key=lambda i: (-scores[i], data.ids[i]))
+    return [data.texts[i] for i in rows]
+
+
 def grid(args) -> list[Variant]:
     out = []
     for neurons in ("up", "down", "up+down"):
@@ -349,7 +399,8 @@ def quality(data: Data, args) -> dict:
     """Topic lift of every ranker and variant, the setting chosen on dev, and ablations."""
     scorer = Scorer(data)
     table: dict[str, dict] = {}
-    for name, s in ranker_scores(data, args).items():
+    baseline_scores = ranker_scores(data, args)
+    for name, s in baseline_scores.items():
         table[name] = lifts(data, s, args.fraction)
     seeds = [table.pop(f"random:{s}") for s in range(args.seeds)]
     rand = {t: round(float(np.mean([x[t] for x in seeds])), 3) for t in seeds[0]}
@@ -364,7 +415,12 @@ def quality(data: Data, args) -> dict:
             print(f"variant {i}: {v.name}", file=sys.stderr, flush=True)
     ranked = sorted(variants, key=lambda v: -summary(variants[v])["dev_mean"])
     best = ranked[0]
+    proxy_results = None
+    if args.proxy:
+        named = {"nag": PAPER, "nag_contrastive": contrastive, "chosen": best}
+        proxy_results = run_proxy(data, args, named, baseline_scores)
     return {
+        "proxy": proxy_results,
         "rankers": {n: {**summary(x), "per_target": x} for n, x in rankers.items()},
         "random_seed_sd": {
             s: round(float(np.std([summary(x)[f"{s}_mean"] for x in seeds], ddof=1)), 3)
@@ -393,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         help="semicolon-separated layer specs",
     )
     p.add_argument("--top", type=int, default=15, help="variants reported per target")
+    p.add_argument("--proxy", default="", help="benchmarks to run the pretraining proxy on")
+    p.add_argument("--proxy-selections", default="nag,chosen,random,embedding,dsir")
+    p.add_argument("--proxy-eval", type=int, default=100, help="held-out items per target")
+    p.add_argument("--proxy-seeds", type=int, default=3)
+    p.add_argument("--proxy-epochs", type=int, default=4)
     p.add_argument("--cache", default=None, help="impact cache folder (default: model cache)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
