@@ -385,6 +385,8 @@ def _picked_texts(data: Data, scores: np.ndarray, target: str, fraction: float) 
 
 
 def grid(args) -> list[Variant]:
+    if args.variants:
+        return [Variant(*_variant_fields(x)) for x in args.variants.split(",")]
     out = []
     for neurons in ("up", "down", "up+down"):
         for impact in ("raw", "normalized"):
@@ -447,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda x: x.split(";"),
         default=["all", "last", "0-14", "15-29", "20-29", "25-29", "10-19"],
         help="semicolon-separated layer specs",
+    )
+    p.add_argument(
+        "--variants", default="", help="only these variants (comma list of names), not the grid"
     )
     p.add_argument("--top", type=int, default=15, help="variants reported per target")
     p.add_argument("--proxy", default="", help="benchmarks to run the pretraining proxy on")
