@@ -76,7 +76,7 @@ def test_down_projection_nags_match_a_per_text_recomputation(arch: str) -> None:
     mods = [m for n, m in model.named_modules() if n.endswith(suffix)]
     for row, text in enumerate(texts):
         seen: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, o: seen.append(o)) for m in mods]
+        hooks = [m.register_forward_hook(lambda _m, _i, o, s=seen: s.append(o)) for m in mods]
         ids = torch.tensor([backbone.tokenize([text], 120)[0]])
         with torch.no_grad():
             model(input_ids=ids)
