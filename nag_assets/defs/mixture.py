@@ -58,6 +58,18 @@ class MixtureConfig(dg.Config):
         description="nag_distilled only: the share of the pool (drawn by a hash of shard and "
         "id) whose NAG scores its scorer learns from, in (0, 1].",
     )
+    quality_column: str | None = Field(
+        default=None,
+        description="Quality blend (opt-in): a numeric column of the shards (e.g. an "
+        "educational-value score); the ranker's score and it are min-max normalised over the "
+        "pool and mixed by quality_weight. Empty: the ranker alone.",
+    )
+    quality_weight: float = Field(
+        default=0.5, description="Share of the quality in the blend, in [0, 1] (0.5: the paper)."
+    )
+    quality_direction: str = Field(
+        default="higher", description="Which quality values are better: higher | lower."
+    )
 
 
 @dg.asset(
@@ -106,6 +118,9 @@ def selected_mixture(
         config.ranker,
         config.seed,
         config.sample_fraction,
+        config.quality_column or None,
+        config.quality_weight,
+        config.quality_direction,
     )
     step = steps.selected_mixture(store, shards, targets, settings, backbone=backbone.load)
     facts = step.facts
