@@ -32,6 +32,7 @@ def pool(tmp_path: Path, backbone: Backbone) -> Storage:
                 "id": [f"{s}{i}" for i in range(n)],
                 "text": [f"doc {s}{i}: rain {'snow ' * (i % 3)}town" for i in range(n)],
                 "edu": rng.uniform(0, 5, n).round(2),
+                "title": [f"Title {s}{i}" for i in range(n)],
             }
         ).write_parquet(tmp_path / "shards" / f"{s}.parquet")
     store = Storage(str(tmp_path))
