@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from nag_assets.checks.common import selections
 from nag_assets.nag import build_profile, load_backbone, score_many
 from nag_assets.nag.backbone import Backbone, cache_dir
 from nag_assets.nag.extract import nags_from_impacts
+from nag_assets.nag.layers import parse_layers
 from nag_assets.nag.profile import contrastive_profile
 from nag_assets.sources.benchmarks import load_benchmark
 from nag_assets.sources.wiki import load_wiki_leads, spread
@@ -209,7 +211,7 @@ class Variant:
     neurons: str = "up"  # up | down | up+down (scores averaged over both types' layers)
     impact: str = "raw"  # raw | normalized (divided by the neuron's mean impact over the pool)
     top_k: int = 5
-    layers: str = "all"  # all | last | a-b (inclusive) | comma list
+    layers: str = "all"  # a `nag.layers` spec: all | last | last:N | from:F | 20-29
     profile: str = "paper"  # paper | contrastive | idf
 
     @property
@@ -218,18 +220,6 @@ class Variant:
 
 
 PAPER = Variant()
-
-
-def layer_list(spec: str, n_layers: int) -> list[int]:
-    """Layers of a spec: all, last, a-b (inclusive), or a comma list."""
-    if spec == "all":
-        return list(range(n_layers))
-    if spec == "last":
-        return [n_layers - 1]
-    if "-" in spec:
-        a, b = (int(x) for x in spec.split("-"))
-        return list(range(a, b + 1))
-    return sorted({int(x) for x in spec.split(",")})
 
 
 def idf_profile(target: np.ndarray, pool: np.ndarray, pool_docs: int, k: int) -> np.ndarray:
@@ -278,7 +268,7 @@ class Scorer:
         total = 0.0
         for kind in kinds:
             pool, profiles = self.profiles(v, kind)
-            keep = layer_list(v.layers, pool.shape[1])
+            keep = list(parse_layers(v.layers, pool.shape[1]))
             total = total + score_many(pool[:, keep], profiles[:, keep]).astype(np.float64)
         return total / len(kinds)
 
@@ -434,7 +424,7 @@ def quality(data: Data, args) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pool", type=int, default=1600, help="Wikipedia leads, spread over A-Z")
     p.add_argument("--examples", type=int, default=100, help="target examples per benchmark")
@@ -460,15 +450,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proxy-seeds", type=int, default=3)
     p.add_argument("--proxy-epochs", type=int, default=4)
     p.add_argument("--cache", default=None, help="impact cache folder (default: model cache)")
+    p.add_argument("--quick", action="store_true", help="a tiny random model, 60 leads: smoke")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    backbone = load_backbone("embedded", device="cpu", dtype="bf16")
+    if args.quick:
+        from nag_assets_tests.tiny import tiny_backbone
+
+        args.pool, args.examples, args.ks, args.seeds = 60, 4, [5], 2
+        args.layer_sets = ["all", "last", "from:0.67"]
+        args.cache = args.cache or tempfile.mkdtemp(prefix="quality-")
+        backbone = tiny_backbone()
+    else:
+        backbone = load_backbone("embedded", device="cpu", dtype="bf16")
     data = load_data(args, backbone)
     print(f"data ready in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     out = {
         "benchmark": "quality",
         "settings": vars(args),
+        "machine": _bench.machine(),
         "pool": {
             "documents": len(data.texts),
             "tokens": int(data.tokens.sum()),
@@ -488,9 +488,8 @@ def main(argv: list[str] | None = None) -> int:
         **quality(data, args),
     }
     out["seconds"] = round(time.perf_counter() - start, 1)
-    _bench.emit(out)
-    return 0
+    return _bench.emit(out)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
