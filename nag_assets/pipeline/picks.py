@@ -10,13 +10,20 @@ import polars as pl
 
 from nag_assets.nag.explain import Explanation, explain
 from nag_assets.pipeline.common import nags_of
-from nag_assets.pipeline.layout import SHARD_NAG, NagFooter, table
-from nag_assets.pipeline.mixture import read_mixture
+from nag_assets.pipeline.layout import (
+    MIXTURE_POINTER,
+    SELECTED_MIXTURE,
+    SHARD_NAG,
+    NagFooter,
+    read_json,
+    table,
+)
 from nag_assets.pipeline.targets import load_profile
 from nag_assets.storage import Storage
 
 TITLE_COLUMNS = ("title", "name", "headline", "subject", "url")
 PREVIEW = 160
+ORDER, DESCENDING = ["score", "id", "shard"], [True, False, False]  # the selection's rank
 
 
 @dataclass(frozen=True)
@@ -41,23 +48,40 @@ def target_picks(
 ) -> dict[str, TargetPicks]:
     """Per target of the mixture in force: its `top` documents (the first `explained` with
     their explanation when NAG ranked them) and the last `edge` it kept."""
-    mix = read_mixture(storage)
+    mix, counts = _candidates(storage, top, edge)
     title = next((c for c in TITLE_COLUMNS if c in mix.columns), None)
     nag_ranked = mix.height > 0 and set(mix["ranker"].unique().to_list()) == {"nag"}
     out = {}
-    for target in sorted(mix["target"].unique().to_list()):
-        rows = mix.filter(pl.col("target") == target).sort(
-            ["score", "id", "shard"], descending=[True, False, False]
-        )
+    for target in sorted(counts):
+        rows = mix.filter(pl.col("target") == target).sort(ORDER, descending=DESCENDING)
         profile = load_profile(storage, target)[0] if nag_ranked else None
         picks = [_pick(r, title) for r in rows.head(top).iter_rows(named=True)]
         if profile is not None:
             picks[:explained] = [_explained(storage, p, profile) for p in picks[:explained]]
-        tail = rows.tail(min(edge, max(rows.height - top, 0)))
+        tail = rows.tail(min(edge, max(counts[target] - top, 0)))
         out[target] = TargetPicks(
-            picks, [_pick(r, title) for r in tail.iter_rows(named=True)], rows.height
+            picks, [_pick(r, title) for r in tail.iter_rows(named=True)], counts[target]
         )
     return out
+
+
+def _candidates(storage: Storage, top: int, edge: int) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Each target's first `top` and last `edge` rows of every part (so one part is in memory
+    at a time), and how many rows each target has."""
+    keep, counts = [], {}
+    for f in _pointer_files(storage):
+        part = storage.read_parquet(SELECTED_MIXTURE, f).sort(ORDER, descending=DESCENDING)
+        for (target,), rows in part.group_by("target"):
+            counts[target] = counts.get(target, 0) + rows.height
+            keep.append(pl.concat([rows.head(top), rows.tail(edge)]).unique(maintain_order=True))
+    return (pl.concat(keep, how="diagonal_relaxed") if keep else pl.DataFrame()), counts
+
+
+def _pointer_files(storage: Storage) -> list[str]:
+    pointer = read_json(storage, SELECTED_MIXTURE, MIXTURE_POINTER)
+    if pointer is None:
+        raise FileNotFoundError(f"no selected_mixture under {storage.url(SELECTED_MIXTURE)} yet")
+    return pointer["facts"]["files"]
 
 
 def _pick(row: dict, title: str | None) -> Pick:
