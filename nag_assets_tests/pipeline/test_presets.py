@@ -28,7 +28,7 @@ def test_paper_preset_is_the_dataclass_default_and_keeps_its_code_version() -> N
     paper = BackboneResource(preset="paper")
     assert paper.settings() == NagSettings()
     # the code version the graph always had for these settings: stored outputs stay current
-    assert paper.code_version() == digest("embedded", None, 5, 120)
+    assert paper.code_version() == digest("embedded", paper.dtype_in_use(), 5, 120)
     tuned = BackboneResource()
     assert tuned.settings() == NagSettings(impact="normalized", layers="from:0.67")
     assert tuned.code_version() != paper.code_version()
