@@ -15,6 +15,7 @@ from nag_assets.defs.shards import shard_scores
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
+from nag_assets.pipeline.picks import picks_markdown, target_picks
 from nag_assets.rankers import DEFAULT, names
 
 RankerName = Literal[names()]  # every ranker of the registry, as a choice in the launchpad
@@ -58,6 +59,18 @@ class MixtureConfig(dg.Config):
         description="nag_distilled only: the share of the pool (drawn by a hash of shard and "
         "id) whose NAG scores its scorer learns from, in (0, 1].",
     )
+    quality_column: str | None = Field(
+        default=None,
+        description="Quality blend (opt-in): a numeric column of the shards (e.g. an "
+        "educational-value score); the ranker's score and it are min-max normalised over the "
+        "pool and mixed by quality_weight. Empty: the ranker alone.",
+    )
+    quality_weight: float = Field(
+        default=0.5, description="Share of the quality in the blend, in [0, 1] (0.5: the paper)."
+    )
+    quality_direction: str = Field(
+        default="higher", description="Which quality values are better: higher | lower."
+    )
 
 
 @dg.asset(
@@ -82,7 +95,9 @@ class MixtureConfig(dg.Config):
 share of the token budget, as parquet with text and provenance (target, score, shard and the
 shard's own columns). `selected_mixture/CURRENT.json` names the version in force.
 
-What was picked and why, in the latest materialization below: `per_target` documents, tokens,
+What was picked and why, in the latest materialization below: `picks_<target>` its top
+documents and those at the cut-off (text preview, the shard's title), and for NAG which layers
+and neurons gave the top ones their score; `per_target` documents, tokens,
 budget and score cut-off per target; `score_distributions` (open it) each target's score
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
@@ -106,6 +121,9 @@ def selected_mixture(
         config.ranker,
         config.seed,
         config.sample_fraction,
+        config.quality_column or None,
+        config.quality_weight,
+        config.quality_direction,
     )
     step = steps.selected_mixture(store, shards, targets, settings, backbone=backbone.load)
     facts = step.facts
@@ -142,6 +160,9 @@ def _metadata(store, facts: dict, skipped: bool) -> dict:
     }
     if facts.get("ranker") == "random":
         meta["ranker_seed"] = facts["seed"]
+    if facts["files"]:  # judge the selection by eye: top documents, the cut-off, and why
+        for t, picks in target_picks(store).items():
+            meta[f"picks_{t}"] = dg.MetadataValue.md(picks_markdown(picks))
     shared_ids = facts.get("ids_in_several_shards", {})
     if shared_ids.get("count"):  # the same id in two shards: two documents, worth a look
         meta["ids_in_several_shards"] = dg.MetadataValue.json(shared_ids)

@@ -8,10 +8,13 @@ from pydantic import Field
 
 from nag_assets.executors import ExecutorSettings
 from nag_assets.nag import Backbone
+from nag_assets.nag.adapters import UP
 from nag_assets.nag.backbone import BackboneError, resolve_device, resolve_dtype
-from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
-from nag_assets.pipeline.common import NagSettings
+from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS
+from nag_assets.nag.layers import ALL as ALL_LAYERS
+from nag_assets.pipeline.common import DEFAULT_PRESET, PRESETS, NagSettings
 from nag_assets.pipeline.extractor import BackboneSpec
+from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage, digest
 
 
@@ -60,11 +63,16 @@ class BackboneResource(dg.ConfigurableResource):
         "AMX), fp32 on other CPUs; fp32 | bf16 | fp16 to fix it (fp32 keeps NAGs made before "
         "bf16 became the default on such CPUs)",
     )
-    top_k: int = Field(default=TOP_K, description="neurons kept per layer (~0.3% of d_ff)")
+    preset: str = Field(
+        default=DEFAULT_PRESET,
+        description="tuned (the best measured: normalized impact, last third of the layers) | "
+        "paper (the paper's exact method); the settings below, when set, override it",
+    )
+    top_k: int | None = Field(default=None, description="neurons kept per layer (preset: 5)")
     max_tokens: int = Field(default=MAX_TOKENS, description="tokens of each text the NAG looks at")
     batch_size: int = Field(default=BATCH_SIZE, description="texts per forward pass (speed only)")
-    impact: str = Field(
-        default="raw",
+    impact: str | None = Field(
+        default=None,
         description="raw (the paper) | normalized: impact / the neuron's mean over impact_sample",
     )
     impact_sample: str = Field(
@@ -72,40 +80,68 @@ class BackboneResource(dg.ConfigurableResource):
         description="normalized impact's sample: 'embedded' (Wikipedia leads) or a documents "
         "file, relative to the storage root (e.g. shards/wiki-000.parquet) or a URL",
     )
+    layers: str | None = Field(
+        default=None,
+        description="layers scored: all (the paper) | last | last:N | from:F | e.g. 20-29",
+    )
+    neurons: str | None = Field(
+        default=None, description="neuron type: up_proj (the paper) | down_proj"
+    )
 
     @classmethod
     def from_env(cls) -> "BackboneResource":
-        """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_TOP_K, NAG_MAX_TOKENS,
-        NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE."""
+        """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_PRESET, NAG_TOP_K,
+        NAG_MAX_TOKENS, NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE, NAG_LAYERS, NAG_NEURONS."""
         env = os.environ.get
         return cls(
             model=env("NAG_MODEL", "embedded"),
             device=env("NAG_DEVICE", "auto"),
             dtype=env("NAG_DTYPE") or None,
-            top_k=int(env("NAG_TOP_K", TOP_K)),
+            preset=env("NAG_PRESET", DEFAULT_PRESET),
+            top_k=int(env("NAG_TOP_K")) if env("NAG_TOP_K") else None,
             max_tokens=int(env("NAG_MAX_TOKENS", MAX_TOKENS)),
             batch_size=int(env("NAG_BATCH_SIZE", BATCH_SIZE)),
-            impact=env("NAG_IMPACT", "raw"),
+            impact=env("NAG_IMPACT") or None,
             impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
+            layers=env("NAG_LAYERS") or None,
+            neurons=env("NAG_NEURONS") or None,
         )
 
     def spec(self) -> BackboneSpec:
         """The backbone as a worker elsewhere (a Ray actor) would load it (the seam)."""
-        return BackboneSpec(self.model, self.device, self.dtype)
+        return BackboneSpec(self.model, self.device, self.dtype, self.neuron_type())
 
     def load(self) -> Backbone:
         """Once per process: a step (or an in-process run) loads the model once."""
         return self.spec().load()
 
+    def neuron_type(self) -> str:
+        return self.neurons or PRESETS[self.settings_preset()]["neurons"]
+
+    def settings_preset(self) -> str:
+        if self.preset not in PRESETS:
+            raise InputError(f"preset {self.preset!r} must be one of {sorted(PRESETS)}")
+        return self.preset
+
     def settings(self) -> NagSettings:
-        return NagSettings(
-            self.top_k, self.max_tokens, self.batch_size, self.impact, self.impact_sample
+        return NagSettings.preset(
+            self.settings_preset(),
+            top_k=self.top_k,
+            max_tokens=self.max_tokens,
+            batch_size=self.batch_size,
+            impact=self.impact,
+            impact_sample=self.impact_sample,
+            layers=self.layers,
         )
 
     def code_version(self) -> str:
-        """Changes with every setting that changes a NAG, without loading the model."""
-        normalized = [self.impact, self.impact_sample] if self.impact != "raw" else []
-        return digest(self.model, self.dtype_in_use(), self.top_k, self.max_tokens, *normalized)
+        """Changes with every setting that changes a NAG or its score, without loading the
+        model (the paper's settings give the code version they always had)."""
+        s = self.settings()
+        normalized = [s.impact, s.impact_sample] if s.impact != "raw" else []
+        beyond = [s.layers] if s.layers != ALL_LAYERS else []
+        beyond += [self.neuron_type()] if self.neuron_type() != UP else []
+        return digest(self.model, self.dtype_in_use(), s.top_k, s.max_tokens, *normalized, *beyond)
 
     def dtype_in_use(self) -> str:
         """What `dtype` resolves to on this machine (auto: bf16 where the CPU has it), so the

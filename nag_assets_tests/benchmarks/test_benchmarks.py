@@ -27,6 +27,7 @@ def run_quick_args(name: str, capsys: pytest.CaptureFixture, argv: list[str]) ->
         sys.path.insert(0, str(BENCHMARKS))  # the scripts import their helper, _bench
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     result = module.main(argv)
     printed = capsys.readouterr().out.strip().splitlines()
@@ -152,3 +153,12 @@ def test_distilled(capsys) -> None:
     }
     assert all(positive(v) for v in r["speed"]["documents_per_s_per_core"].values())
     assert positive(r["speed"]["cpu_cost_ratio"])
+
+
+def test_quality(capsys) -> None:
+    r = run_quick("quality", capsys)
+    assert set(r["rankers"]) == {"random", "dsir", "embedding", "nag", "nag_contrastive"}
+    assert len(r["variants_by_dev"]) == 3 * 2 * 1 * 3 * 3  # neurons x impact x K x layers x profile
+    assert r["chosen_on_dev"] == r["variants_by_dev"][0]["variant"]
+    lifts = [x for v in r["rankers"].values() for x in v["per_target"].values()]
+    assert all(math.isfinite(x) and x >= 0 for x in lifts)
