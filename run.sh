@@ -27,7 +27,7 @@ setup() {
         "$PY" -m pip install --upgrade pip &&
         "$PY" -m pip install "$TORCH_SPEC" &&
         "$PY" -m pip install --no-deps "${NO_DEPS_PACKAGES[@]}" &&
-        "$PY" -m pip install -e ".[dev]"
+        "$PY" -m pip install -e ".[dev,distill,ray]"
     } > "$VENV/setup.log" 2>&1; then
         tail -n 30 "$VENV/setup.log" >&2
         echo "set-up failed; full log in $VENV/setup.log" >&2

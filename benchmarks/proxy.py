@@ -66,6 +66,13 @@ def mc_items(name: str, skip_ids: set[str], n: int) -> list[dict]:
                 continue
             ctx, choices = row["question"], list(ch["text"])
             label = list(ch["label"]).index(row["answerKey"])
+        elif name.startswith("mmlu_"):
+            ctx, choices = row["question"], list(bench._parsed(row["choices"]))
+            label = int(row["answer"])
+        elif name == "sciq":
+            ctx = " ".join(x for x in (row["support"], row["question"]) if x)
+            choices = [row[f"distractor{i}"] for i in (1, 2, 3)] + [row["correct_answer"]]
+            label = 3
         else:
             raise ValueError(f"no multiple-choice reader for {name}")
         text = spec.to_text(row)
@@ -190,42 +197,10 @@ def evaluate(model, items: list[dict], enc) -> dict:
     return {"loss": loss, "accuracy": acc}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=os.environ.get("NAG_ASSETS_ROOT", "demo_root"))
-    p.add_argument("--fraction", type=float, default=0.2)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval", type=int, default=200, help="held-out items per target")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument(
-        "--selections",
-        default=",".join(ranker_names()),
-        help="rankers, and variant:NAME for selections the variants check stored "
-        "(e.g. nag,variant:normalized,variant:k20)",
-    )
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    storage = Storage(args.root)
-    targets, usable = ready(storage, None)
-    targets = [t for t in targets if benchmark_of(storage, t)]
-    from transformers import AutoTokenizer
-
-    from nag_assets.nag.backbone import embedded_folder
-
-    tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
-    names = args.selections.split(",")
-    picks = ranked_texts(storage, targets, usable, args.fraction, names)
-    items = {}
-    for t in targets:
-        used = set(storage.read_parquet(*table(TARGET_DATASET, t))["id"].to_list())
-        items[t] = mc_items(benchmark_of(storage, t), used, args.eval)
+def train_and_score(picks: dict, items: dict, tok, targets: list[str], names: list[str], args):
+    """({target: {selection: held-out loss and accuracy over seeds}}, vocabulary size): per
+    target, every selection (`picks[name][target]`: texts, best first) cut to the same token
+    count trains one small Llama per seed, scored on the target's held-out `items`."""
     # a compact vocabulary: the ids every text here uses; 0 is end-of-document / unknown
     all_texts = [x for r in picks.values() for ts in r.values() for x in ts]
     all_texts += [
@@ -270,10 +245,50 @@ def main(argv: list[str] | None = None) -> int:
                 "loss_per_seed": [round(x["loss"], 4) for x in runs],
             }
             print(f"{t} {r}: {results[t][r]}", file=sys.stderr, flush=True)
+    return results, len(ids) + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", default=os.environ.get("NAG_ASSETS_ROOT", "demo_root"))
+    p.add_argument("--fraction", type=float, default=0.2)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval", type=int, default=200, help="held-out items per target")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--selections",
+        default=",".join(ranker_names()),
+        help="rankers, and variant:NAME for selections the variants check stored "
+        "(e.g. nag,variant:normalized,variant:k20)",
+    )
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    storage = Storage(args.root)
+    targets, usable = ready(storage, None)
+    targets = [t for t in targets if benchmark_of(storage, t)]
+    from transformers import AutoTokenizer
+
+    from nag_assets.nag.backbone import embedded_folder
+
+    tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
+    names = args.selections.split(",")
+    picks = ranked_texts(storage, targets, usable, args.fraction, names)
+    items = {}
+    for t in targets:
+        used = set(storage.read_parquet(*table(TARGET_DATASET, t))["id"].to_list())
+        items[t] = mc_items(benchmark_of(storage, t), used, args.eval)
+    results, vocab = train_and_score(picks, items, tok, targets, names, args)
     out = {
         "benchmark": "proxy",
         "settings": {k: v for k, v in vars(args).items()},
-        "vocab": len(ids) + 1,
+        "vocab": vocab,
         "targets": results,
         "seconds": round(time.perf_counter() - start, 1),
     }

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, create_model
 
 from nag_assets.defs.checks import ChecksConfig
 from nag_assets.defs.mixture import MixtureConfig
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.selection import selection_defs
 
 
@@ -27,22 +27,28 @@ class FromEnv(dg.Model):
     env: str = Field(description="environment variable name")
 
 
-def _settings_model(resource: type[dg.ConfigurableResource], skip: tuple[str, ...] = ()):
+def _settings_model(resource: type[dg.ConfigurableResource], name: str):
     """A model of the resource's settings, each optional (unset: the environment's value or
-    the resource's default) and each either a value or `{env: NAME}`."""
+    the resource's default) and each either a value or `{env: NAME}` (float settings: a value
+    only, since dg.EnvVar has no float form; their environment fallback still applies)."""
     fields: dict[str, Any] = {
-        name: (info.annotation | FromEnv | None, Field(default=None, description=info.description))
-        for name, info in resource.model_fields.items()
-        if name not in skip
+        field: (
+            info.annotation | (None if float in _types(info.annotation) else FromEnv) | None,
+            Field(default=None, description=info.description),
+        )
+        for field, info in resource.model_fields.items()
     }
-    return create_model(
-        f"{resource.__name__.removesuffix('Resource')}Settings", __base__=dg.Model, **fields
-    )
+    return create_model(name, __base__=dg.Model, **fields)
 
 
-StorageSettings = _settings_model(StorageResource)
-# `executor` is the component's own top-level field, passed through to the resource.
-BackboneSettings = _settings_model(BackboneResource, skip=("executor",))
+def _types(annotation: Any) -> tuple:
+    return getattr(annotation, "__args__", (annotation,))
+
+
+StorageSettings = _settings_model(StorageResource, "StorageSettings")
+BackboneSettings = _settings_model(BackboneResource, "BackboneSettings")
+# Not nag_assets.executors.ExecutorSettings (the resolved record): the YAML's, each optional.
+ExecutorOptions = _settings_model(ExecutorResource, "ExecutorOptions")
 
 
 def _given(settings: BaseModel) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def _given(settings: BaseModel) -> dict[str, Any]:
             continue
         if isinstance(value, FromEnv):
             ann = settings.model_fields[name].annotation
-            is_int = ann is not None and int in getattr(ann, "__args__", ())
+            is_int = int in _types(ann)
             value = dg.EnvVar.int(value.env) if is_int else dg.EnvVar(value.env)
         out[name] = value
     return out
@@ -104,11 +110,15 @@ DEFS_YAML = textwrap.dedent(
         # Unset settings fall back to the NAG_* environment variables, then the defaults.
         # model: 'embedded' (SmolLM2-135M), a local folder or a Hugging Face name.
         model: {model}
+        # preset: tuned   # tuned (normalized impact, last third of the layers) | paper
         top_k: 5          # neurons kept per layer; changes every NAG (and its code version)
         max_tokens: 120   # tokens of each text the NAG reads
         # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)
         # batch_size: 32
-      # executor: local   # where the backbone passes run (passed to the backbone resource)
+      # executor:         # where the backbone passes run; unset: NAG_EXECUTOR, NAG_RAY_*
+      #   executor: ray   # local (this process) | ray (a cluster)
+      #   ray_address: {{env: RAY_ADDRESS}}
+      #   actors: 2       # 0: one per GPU
       # pool: shared_gpu  # share one concurrency pool with other selections on the same GPU
       mixture:            # selected_mixture's launchpad defaults
         fraction: 0.2     # token budget: this share of all pool tokens
@@ -132,8 +142,10 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[valid-type]
     backbone: BackboneSettings = Field(default_factory=BackboneSettings)  # type: ignore[valid-type]
-    executor: str | None = Field(
-        default=None, description="Where backbone passes run; passed to the backbone resource."
+    executor: ExecutorOptions = Field(  # type: ignore[valid-type]
+        default_factory=ExecutorOptions,
+        description="Where the backbone passes run (local | ray, the Ray cluster and actors); "
+        "unset settings fall back to NAG_EXECUTOR, RAY_ADDRESS, NAG_RAY_*, then the defaults.",
     )
     pool: str | None = Field(
         default=None, description="Concurrency pool of the backbone steps (default <name>_backbone)"
@@ -149,12 +161,16 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
         return self.definitions()
 
     def definitions(
-        self, storage: StorageResource | None = None, backbone: BackboneResource | None = None
+        self,
+        storage: StorageResource | None = None,
+        backbone: BackboneResource | None = None,
+        executor: ExecutorResource | None = None,
     ) -> dg.Definitions:
-        """The selection's definitions; `storage`/`backbone` replace the configured ones."""
+        """The selection's definitions; `storage`/`backbone`/`executor` replace the configured."""
         return selection_defs(
             storage or self.storage_resource(),
             backbone or self.backbone_resource(),
+            executor or self.executor_resource(),
             name=self.name,
             pool=self.pool or "",
             mixture=self.mixture,
@@ -166,12 +182,8 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
 
     def backbone_resource(self) -> BackboneResource:
         """The YAML's settings over the NAG_* environment (which is the fallback)."""
-        given = _given(self.backbone)
-        if self.executor is not None:
-            if "executor" not in BackboneResource.model_fields:
-                raise ValueError(
-                    f"selection {self.name!r}: executor {self.executor!r} is set, but this "
-                    "nag-assets' backbone has no executor setting"
-                )
-            given["executor"] = self.executor
-        return BackboneResource.from_env(**given)
+        return BackboneResource.from_env(**_given(self.backbone))
+
+    def executor_resource(self) -> ExecutorResource:
+        """The YAML's settings over NAG_EXECUTOR, RAY_ADDRESS, NAG_RAY_* (the fallback)."""
+        return ExecutorResource.from_env(**_given(self.executor))

@@ -95,7 +95,9 @@ def _backbone_seconds(instance, runs: list[dict]) -> float:
 
 
 def report(storage, wall_s: float, backbone_s: float, runs: list[dict]) -> str:
+    from nag_assets.defs.resources import BackboneResource
     from nag_assets.pipeline.mixture import FOLDER, POINTER, read_mixture
+    from nag_assets.pipeline.picks import target_picks
 
     mix = read_mixture(storage)
     facts = json.loads(storage.read_bytes(FOLDER, POINTER))["facts"]
@@ -107,16 +109,23 @@ def report(storage, wall_s: float, backbone_s: float, runs: list[dict]) -> str:
         f"\n== selected mixture: {storage.url(FOLDER)} ==",
         f"pool: {pool.height} documents, {facts['pool_tokens']} tokens; "
         f"budget fraction {facts['fraction']}",
+        f"NAG settings: {_settings_line(BackboneResource.from_env())}",
     ]
+    picks = target_picks(storage, top=5, edge=2, explained=1)
     for target, f in facts["targets"].items():
-        picked = mix.filter(pl.col("target") == target).sort(
-            ["score", "id"], descending=[True, False]
-        )
         lines.append(
             f"\n[{target}] {f['documents']} documents, {f['tokens']} tokens "
             f"(budget {f['budget']}), score cut-off {f['cutoff_score']}"
         )
-        lines.append("  top: " + "; ".join(picked["title"].head(5).to_list()))
+        got = picks.get(target)
+        if got is None:
+            continue
+        lines.append("  top: " + "; ".join(p.title or p.id for p in got.top))
+        lines.append("  at the cut-off: " + "; ".join(p.title or p.id for p in got.cutoff))
+        why = got.top[0].why if got.top else None
+        if why:
+            layers = ", ".join(f"L{layer}" for layer, _ in why.layers[:3])
+            lines.append(f"  #1 scored most in layers {layers}")
     lines.append("\ntopic mix (share of documents): selected vs pool")
     lines.append(_topic_mix(mix, pool))
     lines.append(
@@ -124,6 +133,15 @@ def report(storage, wall_s: float, backbone_s: float, runs: list[dict]) -> str:
         f"{backbone_s:.0f}s ({backbone_s / max(wall_s, 1e-9):.0%})"
     )
     return "\n".join(lines)
+
+
+def _settings_line(backbone) -> str:
+    s = backbone.settings()
+    other = "paper" if backbone.preset != "paper" else "tuned"
+    return (
+        f"preset {backbone.preset} (impact {s.impact}, K {s.top_k}, layers {s.layers}, "
+        f"neurons {backbone.neuron_type()}); NAG_PRESET={other} for the {other} method"
+    )
 
 
 def _topic_mix(mix: pl.DataFrame, pool: pl.DataFrame) -> str:

@@ -2,7 +2,7 @@
 
 Layout under the root:
     targets/                 target files dropped by users (parquet, JSONL, or a benchmark spec)
-    shards/                  candidate shard files (parquet, JSONL, JSONL.gz)
+    shards/                  candidate shard files (parquet, JSONL, JSONL.gz), at any depth
     assets/<asset>/<key>.*   what the assets write, one file per partition
     selected_mixture/        the selected corpus, versioned folders + CURRENT pointer
 
@@ -48,17 +48,34 @@ class UnsafeKeyError(ValueError):
     """A file name that cannot become a partition key without leaving the storage root."""
 
 
-def partition_key(file_name: str) -> str:
-    """The partition key of an input file: its name without extensions, checked for safety."""
-    stem = file_name
-    for ext in (".gz", ".parquet", ".jsonl", ".json"):
+INPUT_EXTENSIONS = (".gz", ".parquet", ".jsonl", ".json")
+KEY_HASH_CHARS = 10
+HIDDEN_PREFIXES = (".", "_", "~")  # hidden, temporary (.tmp-*), markers (_SUCCESS), backups
+
+
+def partition_key(rel_path: str) -> str:
+    """The partition key of an input file, from its path under targets/ or shards/.
+
+    A file directly in the folder whose name (without extensions) is already a safe key keeps
+    it, so existing roots keep their keys. Any other path (sub-folders, upper case, spaces,
+    other characters, too long) becomes a lowercase slug of the path plus a hash of the exact
+    path: FineWeb's `CC-MAIN-2024-10/000_00000.parquet` is
+    `cc-main-2024-10.000_00000-<hash>`, distinct from the same name in another dump, and the
+    same at every listing. The key names outputs; the input is only ever found by listing."""
+    segments = rel_path.split("/")
+    if rel_path.startswith("/") or any(s in ("", ".", "..") for s in segments):
+        raise UnsafeKeyError(f"file {rel_path!r}: a path under the folder must not leave it")
+    stem = rel_path
+    for ext in INPUT_EXTENSIONS:
         stem = stem[: -len(ext)] if stem.endswith(ext) else stem
-    if not SAFE_KEY.fullmatch(stem) or ".." in stem:
-        raise UnsafeKeyError(
-            f"file {file_name!r}: a partition key must be lowercase letters, digits, '_', '.'"
-            f" or '-', start with a letter or digit, at most {MAX_KEY} characters, no '..'"
-        )
-    return stem
+    if not stem.rsplit("/", 1)[-1]:
+        raise UnsafeKeyError(f"file {rel_path!r}: no name left once its extensions are dropped")
+    if len(segments) == 1 and SAFE_KEY.fullmatch(stem) and ".." not in stem:
+        return stem
+    slug = ".".join(re.sub(r"[^a-z0-9_.-]+", "-", s.lower()) for s in stem.split("/"))
+    slug = re.sub(r"\.{2,}", ".", slug)
+    slug = slug[-(MAX_KEY - KEY_HASH_CHARS - 1) :].strip("._-") or "file"
+    return f"{slug}-{hashlib.sha256(stem.encode()).hexdigest()[:KEY_HASH_CHARS]}"
 
 
 def check_key(key: str) -> str:
@@ -78,7 +95,7 @@ class ChangedWhileReading(OSError):
 @dataclass(frozen=True)
 class FileInfo:
     path: str  # full path or URL
-    name: str
+    name: str  # path under the listed folder: the file name, or sub/folders/name
     signature: str  # cheap change detector: size + mtime, or the S3 ETag
     etag: str | None  # a content version the store already knows (S3), else None
 
@@ -117,20 +134,28 @@ class Storage:
     def exists(self, *parts: str) -> bool:
         return self.fs.exists(self.path(*parts))
 
-    def list_files(self, folder: str) -> list[FileInfo]:
-        """Files directly under `folder`, sorted by name; hidden and temporary ones skipped."""
+    def list_files(self, folder: str, recursive: bool = False) -> list[FileInfo]:
+        """Files under `folder` (directly, or at any depth), sorted by their path under it;
+        hidden and temporary files and folders skipped. `FileInfo.name` is that path."""
         base = self.path(folder)
         if not self.fs.exists(base):
             return []
         self.fs.invalidate_cache(base)
+        if recursive:
+            entries = list(self.fs.find(base, detail=True).values())
+        else:
+            entries = self.fs.ls(base, detail=True)
+        prefix = self.fs._strip_protocol(base).rstrip("/") + "/"
         out = []
-        for d in self.fs.ls(base, detail=True):
-            name = d["name"].rstrip("/").rsplit("/", 1)[-1]
-            if d.get("type") != "file" or name.startswith((".", "_", "~")):
+        for d in entries:
+            full = self.fs._strip_protocol(d["name"]).rstrip("/")
+            rel = full[len(prefix) :] if full.startswith(prefix) else full.rsplit("/", 1)[-1]
+            hidden = any(s.startswith(HIDDEN_PREFIXES) for s in rel.split("/"))
+            if d.get("type") != "file" or hidden:
                 continue  # hidden, temporary (.tmp-*) or a folder
             etag = d.get("ETag") or d.get("etag")
             sig = etag or f"{d.get('size')}:{d.get('mtime') or d.get('LastModified')}"
-            out.append(FileInfo(d["name"], name, str(sig), etag.strip('"') if etag else None))
+            out.append(FileInfo(d["name"], rel, str(sig), etag.strip('"') if etag else None))
         return sorted(out, key=lambda f: f.name)
 
     def content_version(self, info: FileInfo) -> str:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
+import nag_assets
 import nag_assets.nag.extract as extract
+from nag_assets_tests.executors.cluster import LocalCluster, auth_env, start_cluster
+from nag_assets_tests.s3.conftest import AWS_ENV
+
+RAY_CLUSTER_CPUS = 2
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,3 +51,32 @@ def _called_by_the_package() -> bool:
         frame = frame.f_back
     name = frame.f_globals.get("__name__", "") if frame else ""
     return name.startswith("nag_assets.")
+
+
+@pytest.fixture(scope="session")
+def ray_env() -> Iterator[dict[str, str]]:
+    """The auth token in this process's environment too (the driver needs it to connect)."""
+    env = auth_env()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_env: dict[str, str]) -> Iterator[LocalCluster]:
+    """One real Ray cluster for the session (`ray start --head` on 127.0.0.1, 2 CPUs), started
+    once (a start costs seconds). Its workers get the test credentials of the S3 server
+    (workers read storage with their own environment, as on a real cluster) and this checkout
+    on their path; the driver (this process) connects with the session's auth token."""
+    from nag_assets.executors.ray import disconnect
+
+    checkout = str(Path(nag_assets.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p)
+    env = {**ray_env, **AWS_ENV, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    cluster = start_cluster(RAY_CLUSTER_CPUS, env)
+    try:
+        yield cluster
+    finally:
+        disconnect()
+        cluster.stop()

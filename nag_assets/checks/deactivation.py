@@ -116,14 +116,10 @@ def deactivation(
         base = loss(t)
         row: dict = {"held_out_examples": len(texts[t]), "loss_intact": round(base, 4)}
         for k in neurons:
-            own = {v: loss(t, list(top_neurons(p[t], k))) - base for v, p in sets.items()}
+            own = {v: loss(t, _top(p[t], k)) - base for v, p in sets.items()}
             rand = [loss(t, _random_neurons(backbone, k, seed)) - base for seed in range(seeds)]
             others = {
-                v: {
-                    o: round(loss(t, list(top_neurons(p[o], k))) - base, 4)
-                    for o in targets
-                    if o != t
-                }
+                v: {o: round(loss(t, _top(p[o], k)) - base, 4) for o in targets if o != t}
                 for v, p in sets.items()
             }
             if log:
@@ -145,6 +141,12 @@ def deactivation(
         # not from a built-in benchmark: no held-out examples, their neurons still zeroed above
         "without_held_out_examples": [t for t in targets if t not in texts],
     }
+
+
+def _top(profile: np.ndarray, k: int) -> list[np.ndarray]:
+    """The profile's k most frequent neurons per layer; none in a layer it does not score
+    (a layer subset's zero rows)."""
+    return [row if profile[i].any() else row[:0] for i, row in enumerate(top_neurons(profile, k))]
 
 
 def _random_neurons(backbone: Backbone, k: int, seed: int) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import create_model
 from pydantic.fields import FieldInfo
 
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline.common import StepResult
 
@@ -20,6 +20,11 @@ def storage_of(context, spec: SelectionSpec) -> StorageResource:
 def resources(context, spec: SelectionSpec) -> tuple[StorageResource, BackboneResource]:
     """The selection's own storage and backbone."""
     return storage_of(context, spec), getattr(context.resources, spec.backbone_key)
+
+
+def executor_of(context, spec: SelectionSpec) -> ExecutorResource:
+    """The selection's own executor of the backbone passes."""
+    return getattr(context.resources, spec.executor_key)
 
 
 def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> type[dg.Config]:

@@ -8,13 +8,14 @@ import polars as pl
 from pydantic import Field
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import storage_of, with_defaults
+from nag_assets.defs.common import resources, with_defaults
 from nag_assets.defs.plots import score_plot
-from nag_assets.defs.resources import StorageResource
+from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
+from nag_assets.pipeline.picks import picks_markdown, target_picks
 from nag_assets.rankers import DEFAULT, names
 
 RankerName = Literal[names()]  # every ranker of the registry, as a choice in the launchpad
@@ -44,17 +45,41 @@ class MixtureConfig(dg.Config):
         "nag_contrastive (NAG against each neuron's target frequency relative to the pool's), "
         "or a baseline with the same targets, shards, budget and output: random (seeded uniform), "
         "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
-        "similarity to the target's mean embedding). The mixture's `ranker` column and "
-        "metadata record it.",
+        "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
+        "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
+        "document from its text for 1/575 of the backbone's CPU; its selection only "
+        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; see "
+        "README, 'Distilled NAG'). The mixture's `ranker` column and metadata record it.",
     )
-    seed: int = Field(default=0, description="Seed of the random ranker (ignored by others).")
+    seed: int = Field(
+        default=0, description="Seed of the random ranker and of nag_distilled's sample."
+    )
+    sample_fraction: float = Field(
+        default=0.1,
+        description="nag_distilled only: the share of the pool (drawn by a hash of shard and "
+        "id) whose NAG scores its scorer learns from, in (0, 1].",
+    )
+    quality_column: str | None = Field(
+        default=None,
+        description="Quality blend (opt-in): a numeric column of the shards (e.g. an "
+        "educational-value score); the ranker's score and it are min-max normalised over the "
+        "pool and mixed by quality_weight. Empty: the ranker alone.",
+    )
+    quality_weight: float = Field(
+        default=0.5, description="Share of the quality in the blend, in [0, 1] (0.5: the paper)."
+    )
+    quality_direction: str = Field(
+        default="higher", description="Which quality values are better: higher | lower."
+    )
 
 
 SELECTED_MIXTURE_DOC = """The selected corpus: per target, the best-scoring documents that fit its
 share of the token budget, as parquet with text and provenance (target, score, shard and the
 shard's own columns). `selected_mixture/CURRENT.json` names the version in force.
 
-What was picked and why, in the latest materialization below: `per_target` documents, tokens,
+What was picked and why, in the latest materialization below: `picks_<target>` its top
+documents and those at the cut-off (text preview, the shard's title), and for NAG which layers
+and neurons gave the top ones their score; `per_target` documents, tokens,
 budget and score cut-off per target; `score_distributions` (open it) each target's score
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
@@ -75,7 +100,7 @@ def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         kinds={"polars", "parquet", spec.storage_kind},
         code_version=STEP_CODE_VERSION,
         automation_condition=on_update(spec.key("shard_scores")),
-        required_resource_keys={spec.storage_key},
+        required_resource_keys={spec.storage_key, spec.backbone_key},
         check_specs=[
             dg.AssetCheckSpec(
                 "budget_holds",
@@ -93,7 +118,7 @@ def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
     def selected_mixture(
         context: dg.AssetExecutionContext, config: config_cls
     ) -> dg.MaterializeResult:
-        return _selected_mixture(context, config, storage_of(context, spec), spec)
+        return _selected_mixture(context, config, *resources(context, spec), spec)
 
     return selected_mixture
 
@@ -102,15 +127,24 @@ def _selected_mixture(
     context: dg.AssetExecutionContext,
     config: MixtureConfig,
     storage: StorageResource,
+    backbone: BackboneResource,
     spec: SelectionSpec,
 ) -> dg.MaterializeResult:
     store = storage.storage()
     targets = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
     shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
     settings = steps.MixtureSettings(
-        config.fraction, dict(config.weights), config.dedup, config.ranker, config.seed
+        config.fraction,
+        dict(config.weights),
+        config.dedup,
+        config.ranker,
+        config.seed,
+        config.sample_fraction,
+        config.quality_column or None,
+        config.quality_weight,
+        config.quality_direction,
     )
-    step = steps.selected_mixture(store, shards, targets, settings)
+    step = steps.selected_mixture(store, shards, targets, settings, backbone=backbone.load)
     facts = step.facts
     for s, why in facts["shards_left_out"].items():
         context.log.warning(f"shard {s} left out of the mixture: {why}")
@@ -145,6 +179,9 @@ def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
     }
     if facts.get("ranker") == "random":
         meta["ranker_seed"] = facts["seed"]
+    if facts["files"]:  # judge the selection by eye: top documents, the cut-off, and why
+        for t, picks in target_picks(store).items():
+            meta[f"picks_{t}"] = dg.MetadataValue.md(picks_markdown(picks))
     shared_ids = facts.get("ids_in_several_shards", {})
     if shared_ids.get("count"):  # the same id in two shards: two documents, worth a look
         meta["ids_in_several_shards"] = dg.MetadataValue.json(shared_ids)

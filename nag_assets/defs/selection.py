@@ -8,7 +8,12 @@ import dagster as dg
 from nag_assets.defs.automation import automation_sensor
 from nag_assets.defs.checks import ChecksConfig, checks_asset
 from nag_assets.defs.mixture import MixtureConfig, mixture_asset
-from nag_assets.defs.resources import BackboneResource, StorageResource, storage_kind
+from nag_assets.defs.resources import (
+    BackboneResource,
+    ExecutorResource,
+    StorageResource,
+    storage_kind,
+)
 from nag_assets.defs.sensors import pool_sensor
 from nag_assets.defs.shards import shard_assets
 from nag_assets.defs.spec import SelectionSpec
@@ -18,14 +23,16 @@ from nag_assets.defs.targets import target_assets
 def selection_defs(
     storage: StorageResource,
     backbone: BackboneResource,
+    executor: ExecutorResource,
     name: str = "",
     pool: str = "",
     mixture: MixtureConfig | None = None,
     checks: ChecksConfig | None = None,
 ) -> dg.Definitions:
-    """The graph over `storage` with `backbone`. `name` prefixes every asset key, partition
-    set, sensor, group, pool and resource key ("" keeps today's names); `mixture`/`checks` are
-    the launchpad defaults of selected_mixture and selection_checks.
+    """The graph over `storage` with `backbone`, its passes run by `executor`. `name` prefixes
+    every asset key, partition set, sensor, group, pool and resource key ("" keeps today's
+    names); `mixture`/`checks` are the launchpad defaults of selected_mixture and
+    selection_checks.
 
     Runs execute in their run worker's process: each run the sensor or the automation makes
     is one asset, so a process per step would only load torch and the backbone once more."""
@@ -42,5 +49,9 @@ def selection_defs(
         assets=assets,
         executor=dg.in_process_executor,
         sensors=[pool_sensor(spec), automation_sensor(spec, assets)],
-        resources={spec.storage_key: storage, spec.backbone_key: backbone},
+        resources={
+            spec.storage_key: storage,
+            spec.backbone_key: backbone,
+            spec.executor_key: executor,
+        },
     )

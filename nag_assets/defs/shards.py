@@ -5,9 +5,10 @@ import time
 import dagster as dg
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import progress_logger, resources, result, storage_of
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.executors import extraction
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
@@ -56,11 +57,11 @@ def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAss
         kinds={"pytorch", "huggingface", "parquet"},
         code_version=spec.nag_code_version,
         pool=spec.backbone_pool,
-        required_resource_keys=keys,
+        required_resource_keys=keys | {spec.executor_key},
         description=SHARD_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def shard_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _shard_nag(context, *resources(context, spec))
+        return _shard_nag(context, *resources(context, spec), executor_of(context, spec))
 
     @dg.asset(
         key=spec.key("shard_scores"),
@@ -89,7 +90,7 @@ def _candidate_shard(
     store = storage.storage()
     known = set(context.instance.get_dynamic_partitions(spec.shards.name))
     versions = {}
-    for f in store.list_files("shards"):
+    for f in store.list_files("shards", recursive=True):
         key = key_or_none(f.name)
         if key in known:
             versions[key] = dg.DataVersion(store.content_version(f))
@@ -97,17 +98,25 @@ def _candidate_shard(
 
 
 def _shard_nag(
-    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    backbone: BackboneResource,
+    executor: ExecutorResource,
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store = storage.storage()
     start = time.monotonic()
+    settings = backbone.settings()
+    model, extractor = extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, settings
+    )
     step = steps.shard_nag(
         store,
         key,
-        backbone.load(),
-        backbone.settings(),
+        model,
+        settings,
         progress_logger(context, f"shard_nag[{key}]"),
+        extractor,
     )
     return result(
         step,

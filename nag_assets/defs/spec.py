@@ -73,6 +73,10 @@ class SelectionSpec:
     def backbone_key(self) -> str:
         return self.named("backbone")
 
+    @property
+    def executor_key(self) -> str:
+        return self.named("executor")
+
     def link_name(self, asset: str) -> str:
         """The asset's key as the UI's /assets/ URLs spell it."""
         return self.key(asset).to_user_string()

@@ -4,10 +4,11 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import progress_logger, resources, result
+from nag_assets.defs.common import executor_of, progress_logger, resources, result
 from nag_assets.defs.plots import profile_plot
-from nag_assets.defs.resources import BackboneResource, StorageResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.executors import extraction
 from nag_assets.nag import top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
@@ -58,13 +59,13 @@ def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
         kinds={"pytorch", "huggingface", "numpy", "parquet"},
         code_version=spec.nag_code_version,
         pool=spec.backbone_pool,
-        required_resource_keys=keys,
+        required_resource_keys=keys | {spec.executor_key},
         automation_condition=on_update(),
         check_specs=[dg.AssetCheckSpec("profile_layers_sum_to_one", asset=spec.key("target_nag"))],
         description=TARGET_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def target_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _target_nag(context, *resources(context, spec))
+        return _target_nag(context, *resources(context, spec), executor_of(context, spec))
 
     return [target_dataset, target_nag]
 
@@ -79,15 +80,18 @@ def _target_dataset(
 
 
 def _target_nag(
-    context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    backbone: BackboneResource,
+    executor: ExecutorResource,
 ) -> dg.MaterializeResult:
     key = context.partition_key
+    store, settings = storage.storage(), backbone.settings()
+    model, extractor = extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, settings
+    )
     step = steps.target_nag(
-        storage.storage(),
-        key,
-        backbone.load(),
-        backbone.settings(),
-        progress_logger(context, f"target_nag[{key}]"),
+        store, key, model, settings, progress_logger(context, f"target_nag[{key}]"), extractor
     )
     profile = step.facts.pop("profile")
     sums = profile.sum(axis=1)

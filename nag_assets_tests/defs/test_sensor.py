@@ -15,6 +15,7 @@ import pytest
 from nag_assets.defs.driver import sensor_tick
 from nag_assets.pipeline.mixture import read_mixture
 from nag_assets.sources.wiki import write_shards
+from nag_assets.storage import partition_key
 from nag_assets_tests.defs.helpers import (
     Graph,
     expected_selection,
@@ -177,27 +178,34 @@ def test_removed_shard_leaves_the_partitions_and_the_mixture(
     ] == [True]
 
 
-def test_unsafe_and_foreign_file_names_are_ignored(make_graph: Callable[..., Graph]) -> None:
+def test_any_file_name_gets_a_partition_foreign_files_are_ignored(
+    make_graph: Callable[..., Graph],
+) -> None:
+    """Upper case, spaces, `..` and sub-folders (a pool as downloaded) become partitions under
+    safe keys; files that are not inputs are ignored with a warning, hidden ones silently."""
     g = make_graph(shards=1)
     good = g.root / "shards/wiki-000.parquet"
-    for name in ["Bad Name.parquet", "x..y.parquet", "UPPER.parquet"]:
+    odd = ["Bad Name.parquet", "x..y.parquet", "UPPER.parquet", "CC-MAIN-2024-10/000_00000.parquet"]
+    for name in odd:
+        (g.root / "shards" / name).parent.mkdir(exist_ok=True)
         shutil.copy(good, g.root / "shards" / name)
     (g.root / "shards/notes.txt").write_text("not a shard")
+    (g.root / "shards/CC-MAIN-2024-10/README.md").write_text("not a shard")
     (g.root / "shards/.hidden.parquet").write_bytes(good.read_bytes())
     shutil.copy(g.root / "targets/arc_easy.json", g.root / "targets/Arc Easy.json")
 
     result, logs = g.evaluate_sensor()
-    assert _adds(result) == {"targets": ["arc_easy"], "shards": ["wiki-000"]}
-    assert {k for _, k in _runs(result)} == {"arc_easy", "wiki-000"}
-    assert set(json.loads(result.cursor)["shards"]) == {"wiki-000"}
+    shard_keys = sorted(["wiki-000", *(partition_key(n) for n in odd)])
+    target_keys = sorted(["arc_easy", partition_key("Arc Easy.json")])
+    assert {k: sorted(v) for k, v in _adds(result).items()} == {
+        "targets": target_keys,
+        "shards": shard_keys,
+    }
+    assert {k for _, k in _runs(result)} == {*target_keys, *shard_keys}
+    assert sorted(json.loads(result.cursor)["shards"]) == shard_keys
     warnings = [m for level, m in logs if level == logging.WARNING]
-    for shown in [
-        "shards/Bad Name.parquet ignored",
-        "shards/x..y.parquet ignored",
-        "shards/UPPER.parquet ignored",
-        "shards/notes.txt ignored",
-        "targets/Arc Easy.json ignored",
-    ]:
+    assert len(warnings) == 2
+    for shown in ["shards/notes.txt ignored", "shards/CC-MAIN-2024-10/README.md ignored"]:
         assert any(m.startswith(shown) for m in warnings), (shown, warnings)
     assert not any(".hidden" in m for _, m in logs)  # hidden files are skipped silently
 

@@ -57,3 +57,36 @@ def test_right_padded_batch() -> None:
     ids, mask = right_padded([[4, 5, 6], [7]])
     assert ids.tolist() == [[4, 5, 6], [7, 0, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("arch", sorted(FAMILIES))
+def test_down_projection_nags_match_a_per_text_recomputation(arch: str) -> None:
+    """NAGs of the down-projection output (`fwd_down`): per text, unbatched, the top-K of
+    mean |output| over its tokens of each layer's MLP down-projection, found by module name."""
+    from nag_assets.nag import extract_nags
+    from nag_assets.nag.adapters import DOWN
+
+    model = tiny_model(arch)
+    backbone = from_model(model, tiny_tokenizer(), neuron_type=DOWN)
+    assert backbone.d_ff == 32 and backbone.num_layers == 3  # the hidden size, per layer
+    assert backbone.fingerprint != from_model(model, tiny_tokenizer()).fingerprint
+    texts = ["a longer text of several words", "short", "mid size text"]
+    nags, _ = extract_nags(backbone, texts, top_k=4, batch_size=2)
+    suffix = {"llama": "mlp.down_proj", "gpt2": "mlp.c_proj", "neox": "mlp.dense_4h_to_h"}[arch]
+    mods = [m for n, m in model.named_modules() if n.endswith(suffix)]
+    for row, text in enumerate(texts):
+        seen: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o, s=seen: s.append(o)) for m in mods]
+        ids = torch.tensor([backbone.tokenize([text], 120)[0]])
+        with torch.no_grad():
+            model(input_ids=ids)
+        for h in hooks:
+            h.remove()
+        impact = torch.stack([o[0].abs().mean(0) for o in seen])  # (L, d_model)
+        want = impact.topk(4, dim=-1).indices.numpy()
+        assert (np.sort(nags[row], axis=1) == np.sort(want, axis=1)).all()
+
+
+def test_unknown_neuron_type_is_named() -> None:
+    with pytest.raises(BackboneError, match="neuron type 'att_q' is not one of"):
+        from_model(tiny_model("llama"), tiny_tokenizer(), neuron_type="att_q")

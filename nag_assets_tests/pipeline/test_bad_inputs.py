@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import huggingface_hub
@@ -260,21 +261,12 @@ def test_no_targets_or_no_shards_say_so(store: Storage, backbone: Backbone) -> N
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "my shard.parquet",
-        "..parquet",
-        "a..b.jsonl",
-        "../escape.parquet",
-        "sub/dir.parquet",
-        "x" * 101 + ".parquet",
-        "Upper.parquet",
-        "café.jsonl",
-        "-dash.jsonl",
-        ".parquet",
-    ],
+    ["../escape.parquet", "/abs.parquet", "a//b.parquet", "./x.jsonl", ".parquet", "d/.jsonl"],
 )
 def test_unsafe_file_names_are_not_partition_keys(name: str) -> None:
-    with pytest.raises(UnsafeKeyError, match="a partition key must be lowercase letters"):
+    """Names that would leave the folder, or have no name, never become keys. (Upper case,
+    spaces and sub-folders do: nag_assets_tests/pipeline/test_keys.py.)"""
+    with pytest.raises(UnsafeKeyError, match=f"file {re.escape(repr(name))}"):
         partition_key(name)
 
 

@@ -36,7 +36,14 @@ RANKER = Ranker("by_length", "longer texts first", score=_score, fit=_fit)
 
 
 def test_every_ranker_module_is_registered() -> None:
-    assert registry.names() == ("nag", "nag_contrastive", "random", "dsir", "embedding")
+    assert registry.names() == (
+        "nag",
+        "nag_contrastive",
+        "nag_distilled",
+        "random",
+        "dsir",
+        "embedding",
+    )
     assert registry.get("random").uses_seed and not registry.get("dsir").uses_seed
     assert registry.get("dsir").whole_pool and registry.get("nag_contrastive").whole_pool
     assert not registry.get("nag").stored  # its table is shard_scores

@@ -17,8 +17,9 @@ import s3fs
 from nag_assets.defs.resources import StorageResource
 from nag_assets.pipeline.mixture import FOLDER, POINTER, mixture_digest, read_mixture
 from nag_assets.pipeline.shards import read_shard
+from nag_assets.pipeline.watch import scan
 from nag_assets.sources.wiki import write_shards
-from nag_assets.storage import ChangedWhileReading, Storage
+from nag_assets.storage import ChangedWhileReading, Storage, partition_key
 from nag_assets_tests.defs.helpers import build_root, expected_selection, pairs, science_texts
 from nag_assets_tests.faults.helpers import StorageGraph, plain_run
 from nag_assets_tests.s3.conftest import S3
@@ -214,3 +215,26 @@ def test_object_replaced_while_read_is_read_again_whole(
     replacements.extend([b"v%d\n" % i for i in range(5)])
     with pytest.raises(ChangedWhileReading, match="changed while being read"):
         store.read_whole(store.path("shards", "a.jsonl"))
+
+
+def test_nested_pool_on_s3_is_listed_and_keyed(s3: S3) -> None:
+    """A pool uploaded as downloaded (dump folders, a file name in each) lists recursively on
+    S3 as on disk; hidden folders are skipped; each file is found again by its key."""
+    bucket = s3.bucket()
+    layout = {
+        "shards/CC-MAIN-2024-10/000_00000.jsonl": b'{"text": "a"}\n',
+        "shards/CC-MAIN-2024-18/000_00000.jsonl": b'{"text": "b"}\n',
+        "shards/flat.jsonl": b'{"text": "c"}\n',
+        "shards/.staging/x.jsonl": b'{"text": "d"}\n',
+    }
+    for key, body in layout.items():
+        s3.client.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}", Body=body)
+    store = StorageResource(root=f"s3://{bucket}/{PREFIX}", endpoint_url=s3.endpoint).storage()
+    listed = store.list_files("shards", recursive=True)
+    names = ["CC-MAIN-2024-10/000_00000.jsonl", "CC-MAIN-2024-18/000_00000.jsonl", "flat.jsonl"]
+    assert [f.name for f in listed] == names
+    assert [f.etag for f in listed] == [_md5(layout[f"shards/{n}"]) for n in names]
+    found = scan(store, "shards", {})
+    assert found.added == [partition_key(n) for n in names] and not found.rejected
+    for n in names:
+        assert read_shard(store, partition_key(n))[:2] == (n, layout[f"shards/{n}"])

@@ -40,6 +40,7 @@ class Site:
             NAG_ASSETS_ROOT=str(self.root),
             NAG_MODEL=str(self.model),
             NAG_TOP_K=str(TOP_K),
+            NAG_PRESET="paper",
             NAG_DEVICE="cpu",
             OMP_NUM_THREADS="1",  # a 3-layer model gains nothing from threads
             PYTHONWARNINGS="ignore",

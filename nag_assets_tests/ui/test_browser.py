@@ -196,13 +196,17 @@ def test_materialize_from_the_launchpad(
 
 
 def test_launchpad_offers_backbone_settings(ui: DagsterUI, browser, artifacts: Path) -> None:
-    """The backbone's settings, as the code location got them, are editable per run."""
+    """The backbone's and the executor's settings, as the code location got them, are
+    editable per run."""
     browser.set_window_size(1400, 1000)
     browser.get(f"{ui.url}/assets/shard_nag")
     wait_text(browser, "shard_nag", "Materialize")
     _open_launchpad(browser)
     config = wait_for("the launchpad's config", lambda: browser.execute_script(GET_CONFIG))
     for line in ("backbone:", "top_k: 4", "max_tokens: 120", "batch_size: 32", "model: "):
+        assert line in config, config
+    # where the backbone pass runs (in-process, or a Ray cluster), beside it
+    for line in ("executor: local", "actors: 0", "cpus_per_actor: 1", "max_retries: 3"):
         assert line in config, config
     browser.execute_script(SET_CURSOR, "top_k:")
     wait_text(browser, "neurons kept per layer", "texts per forward pass")

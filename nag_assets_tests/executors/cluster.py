@@ -1,0 +1,106 @@
+"""A real Ray cluster on loopback for the tests: `ray start --head` in its own temporary
+folder, with token authentication, its processes known so a test can kill a worker or the
+whole cluster (only this cluster's processes, found by its folder and the raylet's tree)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalCluster:
+    address: str
+    temp_dir: Path
+
+    def processes(self) -> list[psutil.Process]:
+        """The cluster's own processes (GCS, raylet, its helpers) and every worker."""
+        own, me = [], os.getpid()
+        for p in psutil.process_iter(["cmdline"]):
+            if p.pid != me and any(str(self.temp_dir) in c for c in p.info["cmdline"] or []):
+                own.append(p)
+        workers = [c for p in own for c in _children(p)]
+        return list({p.pid: p for p in own + workers}.values())
+
+    def workers(self, title: str = "NagWorker") -> list[psutil.Process]:
+        """The actor processes of class `title`."""
+        out = []
+        for p in self.processes():
+            try:
+                # `ray::NagWorker...`, or `ray::<actor name>:NagWorker.<method>` when named
+                if any(c.startswith("ray::") and title in c for c in p.cmdline()):
+                    out.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return out
+
+    def stop(self) -> None:
+        """Kill every process of this cluster (never another cluster's) and its folder."""
+        procs = self.processes()
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(procs, timeout=10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _children(p: psutil.Process) -> list[psutil.Process]:
+    try:
+        return p.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def auth_env() -> dict[str, str]:
+    """Token authentication, as Ray 2.60 clusters use by default, with a token of the test
+    session's own (never the user's ~/.ray/auth_token)."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+
+
+def start_cluster(num_cpus: int, env: dict[str, str], gpus: int | None = 0) -> LocalCluster:
+    """`ray start --head` on 127.0.0.1 with `num_cpus` CPUs and `gpus` GPUs (None: what Ray
+    finds); `env` for its processes and workers (PYTHONPATH, credentials, the auth token)."""
+    # short: Ray puts unix sockets in it, whose paths may not exceed 107 bytes
+    temp_dir = Path(tempfile.mkdtemp(prefix="nagray-"))
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "ray.scripts.scripts",
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={num_cpus}",
+        *([f"--num-gpus={gpus}"] if gpus is not None else []),
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
+    ]
+    started = time.monotonic()
+    out = subprocess.run(
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=180
+    )
+    if out.returncode != 0:
+        LocalCluster(f"127.0.0.1:{port}", temp_dir).stop()
+        raise RuntimeError(f"ray start failed ({out.returncode}): {out.stderr[-2000:]}")
+    cluster = LocalCluster(f"127.0.0.1:{port}", temp_dir)
+    cluster.start_seconds = round(time.monotonic() - started, 1)
+    return cluster
