@@ -51,6 +51,7 @@ class BackboneInfo:
     fingerprint: str
     num_layers: int
     d_ff: int
+    neuron_type: str  # `nag.adapters`: which neurons the NAGs hold
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class NagWorker:
         import ray
 
         b, ctx = self.backbone, ray.get_runtime_context()
-        return BackboneInfo(b.name, b.fingerprint, b.num_layers, b.d_ff), WorkerInfo(
+        return BackboneInfo(b.name, b.fingerprint, b.num_layers, b.d_ff, b.neuron_type), WorkerInfo(
             ctx.get_actor_name() or "",
             os.getpid(),
             self.loads,

@@ -4,6 +4,7 @@ only an 8-byte id hash is kept, and (L, d_ff) neuron counts for the whole file).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -120,13 +121,14 @@ def write_nag_stream(
     if plan.rows == 0:
         raise InputError(f"{plan.name}: the file holds no documents")
     ids = UniqueIds(plan)
-    with storage.open_atomic(*parts) as f:
+    with contextlib.ExitStack() as opened:
         writer = None
         try:
             for chunk in chunks:
                 ids.add(chunk.table["id"])
                 tally.add(chunk)
-                if writer is None:
+                if writer is None:  # opened with the first rows: a kill before leaves no file
+                    f = opened.enter_context(storage.open_atomic(*parts))
                     footer = {META_KEY: json.dumps(meta, sort_keys=True)}
                     schema = chunk.table.schema.with_metadata(footer)
                     writer = pq.ParquetWriter(f, schema, compression="zstd")
