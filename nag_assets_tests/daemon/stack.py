@@ -67,6 +67,7 @@ class Deployment:
             NAG_CODE_SERVER_PORT=str(self.code_port),
             NAG_ASSETS_ROOT=str(self.root),
             NAG_MODEL=str(self.model),
+            NAG_PRESET="paper",  # as plain_run, the independent reference, uses
             NAG_TOP_K=str(TOP_K),
             NAG_BATCH_SIZE=str(BATCH),
             NAG_DEVICE="cpu",
