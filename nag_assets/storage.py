@@ -217,22 +217,11 @@ class Storage:
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
         target = self.path(*parts)
-        if not self.is_local:
+        if not self.is_local:  # one PUT: S3 publishes it whole
             self.fs.pipe_file(target, data)
             return target
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
-        remove_stale_temps(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self.open_atomic(*parts) as f:
+            f.write(data)
         return target
 
     @contextlib.contextmanager
