@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nag_assets_tests.debian import ensure_installed
 from nag_assets_tests.ui.site import free_port
 
 PACKAGES = ("postgresql",)
@@ -43,24 +44,9 @@ def _major(path: str) -> int:
 def ensure_postgres(log: Path) -> Path:
     """The server's bin folder; installs Debian's package first when it is missing and we are
     root (the CI). Raises PostgresMissing when that is impossible."""
-    found = find_bindir()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise PostgresMissing(
-            "the Postgres server is not installed and cannot be installed here (needs root and "
-            f"apt-get); install it with: sudo apt-get install -y {' '.join(PACKAGES)}"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with log.open("a") as out:
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
-            done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}); see {log}")
-    found = find_bindir()
-    if not found:
-        raise RuntimeError(f"installed {PACKAGES} but found no pg_ctl; see {log}")
-    return found
+    return ensure_installed(
+        find_bindir, PACKAGES, log, "the Postgres server", "pg_ctl", PostgresMissing
+    )
 
 
 @dataclass

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from nag_assets_tests.debian import ensure_installed
 
 PACKAGES = ("chromium", "chromium-driver")
 FLAGS = (
@@ -42,24 +43,9 @@ def find_chromium() -> tuple[str, str] | None:
 def ensure_chromium(log: Path) -> tuple[str, str]:
     """The installed browser and driver; installs Debian's packages first when they are
     missing and we are root (the CI). Raises BrowserMissing when that is impossible."""
-    found = find_chromium()
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise BrowserMissing(
-            "headless Chromium is not installed and cannot be installed here (needs root and "
-            f"apt-get); install it with: sudo apt-get install -y {' '.join(PACKAGES)}"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with log.open("a") as out:
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
-            done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=900)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}); see {log}")
-    found = find_chromium()
-    if not found:
-        raise RuntimeError(f"installed {PACKAGES} but found no chromium/chromedriver; see {log}")
-    return found
+    return ensure_installed(
+        find_chromium, PACKAGES, log, "headless Chromium", "chromium/chromedriver", BrowserMissing
+    )
 
 
 def start_driver(browser: str, driver: str, width: int = 1400, height: int = 1000):
