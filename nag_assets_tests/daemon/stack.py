@@ -25,6 +25,7 @@ from nag_assets_tests.ui.site import CHECKOUT, free_port
 DEPLOY = CHECKOUT / "deploy"
 TOP_K = 4
 BATCH = 8
+SLOW_HOLD_S = 900  # the slow shard's first pass holds this long; the test kills it inside
 COMMANDS = {
     "code": [
         "-m",
@@ -73,7 +74,7 @@ class Deployment:
             NAG_DEVICE="cpu",
             NAG_TEST_SLOW_SHARD=self.slow_shard,
             NAG_TEST_SLOW_SIGNAL=str(self.slow_pid_file),
-            NAG_TEST_SLOW_SECONDS="1",
+            NAG_TEST_SLOW_SECONDS=str(SLOW_HOLD_S),
             OMP_NUM_THREADS="1",  # a 3-layer model gains nothing from threads
             PYTHONWARNINGS="ignore",
             PYTHONPATH=str(CHECKOUT),  # the test location lives in the test package

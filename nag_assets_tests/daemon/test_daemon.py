@@ -5,9 +5,10 @@ bounded, for Dagster's own daemon (pool_sensor, the declarative automation, the 
 the `backbone` pool) to do the rest. The phases build on each other (module fixtures):
 1. two targets and three shards -> the mixture, equal to an independent selection;
 2. a fourth shard -> only its shard_nag and shard_scores, then the mixture;
-3. a bad shard and a fifth (slowed) shard; the daemon is killed mid-extraction of the fifth,
-   then its run worker too; the daemon is started again -> the run is retried once, the bad
-   shard fails alone and is left out, and the mixture equals an uninterrupted run's."""
+3. a fifth (slowed) shard, then a bad shard while the fifth holds the backbone pool; the
+   daemon is killed mid-extraction of the fifth, then its run worker too; the daemon is
+   started again -> the run is retried once, the bad shard fails alone and is left out, and
+   the mixture equals an uninterrupted run's."""
 
 from __future__ import annotations
 
@@ -165,12 +166,19 @@ class Restart:
 
 @pytest.fixture(scope="module")
 def restarted(deployment: Deployment, instance: dg.DagsterInstance, staging, fourth) -> Restart:
-    """Drop the bad and the slow shard; kill the daemon mid-extraction of the slow one, then
-    its run worker (a crash of both); start the daemon again and let everything settle."""
+    """Drop the slow shard, and the bad one while the slow one's extraction holds the backbone
+    pool (so the pool has a run to hold back); kill the daemon mid-extraction, then its run
+    worker (a crash of both); start the daemon again and let everything settle."""
     start = time.monotonic()
     before = {r.run_id for r in fourth.all_runs}
-    drop(staging, deployment.root, "shards", BAD, SLOW_SHARD)
+    drop(staging, deployment.root, "shards", SLOW_SHARD)
     wait_until("the slow shard's extraction", deployment.slow_pid_file.exists, PHASE_S, deployment)
+    drop(staging, deployment.root, "shards", BAD)
+
+    def bad_run_requested():
+        return any(r.partition == BAD for r in runs(instance))
+
+    wait_until("a run for the bad shard", bad_run_requested, PHASE_S, deployment)
     deployment.kill("daemon")  # SIGKILL to its whole process group
     worker = int(deployment.slow_pid_file.read_text())
     time.sleep(2)
