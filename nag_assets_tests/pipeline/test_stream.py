@@ -301,3 +301,9 @@ def test_chunk_nags_table_has_the_stored_columns(store: Storage, backbone: Backb
     assert [c.index for c in out] == [0, 1] and all(isinstance(c, ChunkNags) for c in out)
     assert out[0].table.column_names == ["id", "tokens", "nag_tokens", "nag"]
     assert [c.first_row for c in out] == [0, 4]
+
+
+def test_chunk_rows_below_one_is_refused_by_name(store: Storage, backbone: Backbone) -> None:
+    _put(store, "few.jsonl", _jsonl([{"text": t} for t in _texts(3)]))
+    with pytest.raises(ValueError, match=r"chunk_rows=0 must be >= 1"):
+        shards.shard_nag(store, "few", backbone, replace(SETTINGS, chunk_rows=0))
