@@ -115,6 +115,7 @@ DEFS_YAML = textwrap.dedent(
         max_tokens: 120   # tokens of each text the NAG reads
         # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)
         # batch_size: 32
+        # chunk_rows: 4096  # documents read and extracted at a time (memory, not the NAGs)
       # executor:         # where the backbone passes run; unset: NAG_EXECUTOR, NAG_RAY_*
       #   executor: ray   # local (this process) | ray (a cluster)
       #   ray_address: {{env: RAY_ADDRESS}}

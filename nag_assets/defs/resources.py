@@ -14,6 +14,7 @@ from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS
 from nag_assets.nag.layers import ALL as ALL_LAYERS
 from nag_assets.pipeline.common import DEFAULT_PRESET, PRESETS, NagSettings
 from nag_assets.pipeline.extractor import BackboneSpec
+from nag_assets.sources.chunks import CHUNK_ROWS
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage, digest
 
@@ -79,6 +80,11 @@ class BackboneResource(dg.ConfigurableResource):
     top_k: int | None = Field(default=None, description="neurons kept per layer (preset: 5)")
     max_tokens: int = Field(default=MAX_TOKENS, description="tokens of each text the NAG looks at")
     batch_size: int = Field(default=BATCH_SIZE, description="texts per forward pass (speed only)")
+    chunk_rows: int = Field(
+        default=CHUNK_ROWS,
+        description="documents of a shard read, tokenized and extracted at a time, and the unit "
+        "Ray actors share (memory and speed only, never the NAG table)",
+    )
     impact: str | None = Field(
         default=None,
         description="raw (the paper) | normalized: impact / the neuron's mean over impact_sample",
@@ -99,9 +105,9 @@ class BackboneResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls, **given) -> "BackboneResource":
         """Settings from NAG_MODEL, NAG_DEVICE, NAG_DTYPE, NAG_PRESET, NAG_TOP_K,
-        NAG_MAX_TOKENS, NAG_BATCH_SIZE, NAG_IMPACT, NAG_IMPACT_SAMPLE, NAG_LAYERS, NAG_NEURONS;
-        the settings `given` (a selection's own, from its component config) take precedence
-        over the environment."""
+        NAG_MAX_TOKENS, NAG_BATCH_SIZE, NAG_CHUNK_ROWS, NAG_IMPACT, NAG_IMPACT_SAMPLE,
+        NAG_LAYERS, NAG_NEURONS; the settings `given` (a selection's own, from its component
+        config) take precedence over the environment."""
         env = os.environ.get
         settings = dict(
             model=env("NAG_MODEL", "embedded"),
@@ -111,6 +117,7 @@ class BackboneResource(dg.ConfigurableResource):
             top_k=int(env("NAG_TOP_K")) if env("NAG_TOP_K") else None,
             max_tokens=int(env("NAG_MAX_TOKENS", MAX_TOKENS)),
             batch_size=int(env("NAG_BATCH_SIZE", BATCH_SIZE)),
+            chunk_rows=int(env("NAG_CHUNK_ROWS", CHUNK_ROWS)),
             impact=env("NAG_IMPACT") or None,
             impact_sample=env("NAG_IMPACT_SAMPLE", "embedded"),
             layers=env("NAG_LAYERS") or None,
@@ -140,6 +147,7 @@ class BackboneResource(dg.ConfigurableResource):
             top_k=self.top_k,
             max_tokens=self.max_tokens,
             batch_size=self.batch_size,
+            chunk_rows=self.chunk_rows,
             impact=self.impact,
             impact_sample=self.impact_sample,
             layers=self.layers,

@@ -85,18 +85,24 @@ def nags_of_arrow(table: pa.Table, layers: int, top_k: int) -> np.ndarray:
 
 
 class UniqueIds:
-    """Ids unique within a file, checked as chunks come: a set of 64-bit hashes; a repeated
-    hash re-reads the file's ids to name the rows (or to find it was a hash collision)."""
+    """Ids unique within a file, checked as chunks come: 64-bit hashes kept as sorted numpy
+    runs (8 bytes per document; a Python set of ints took ~70), each at least twice the next,
+    so a chunk is looked up in at most log2(documents) runs; a repeated hash re-reads the
+    file's ids to name the rows (or to find it was a hash collision)."""
 
     def __init__(self, plan: FilePlan):
-        self.plan, self.seen = plan, set()
+        self.plan, self.runs = plan, []
 
     def add(self, ids: pa.Array | pa.ChunkedArray) -> None:
-        hashes = pl.Series(ids).hash(seed=0).to_list()
-        before = len(self.seen)
-        self.seen.update(hashes)
-        if len(self.seen) - before < len(hashes):
+        hashes = np.sort(pl.Series(ids).hash(seed=0).to_numpy())
+        if not len(hashes):
+            return
+        if (hashes[1:] == hashes[:-1]).any() or any(_holds(r, hashes) for r in self.runs):
             self._name_the_rows()
+        self.runs.append(hashes)
+        while len(self.runs) > 1 and len(self.runs[-2]) < 2 * len(self.runs[-1]):
+            last = self.runs.pop()
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]))
 
     def _name_the_rows(self) -> None:
         ids, lines = [], []
@@ -106,6 +112,12 @@ class UniqueIds:
             ids.append(docs["id"])
             lines.extend(frame.lines or [])
         duplicate_ids_error(pl.concat(ids), self.plan.name, lines or None)
+
+
+def _holds(run: np.ndarray, values: np.ndarray) -> bool:
+    """Whether the sorted `run` holds any of `values`."""
+    at = np.minimum(np.searchsorted(run, values), len(run) - 1)
+    return bool((run[at] == values).any())
 
 
 def write_nag_stream(

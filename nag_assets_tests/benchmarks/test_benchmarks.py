@@ -66,6 +66,18 @@ def test_extraction(capsys) -> None:
         assert share == round(v["tokens_per_s"]["nag"] / v["flop_bound_tokens_per_s"]["nag"], 3)
 
 
+def test_compiled(capsys) -> None:
+    """~1 min: inductor compiles the tiny model's trunk."""
+    r = run_quick("compiled", capsys)
+    assert r["trunk_equals_hook"] is True  # the written-out trunk is the hook path, exactly
+    assert set(r["tokens_per_s"]) == {"hook_fp32", "hook", "trunk", "compiled"}
+    assert all(positive(v) for v in r["tokens_per_s"].values())
+    assert positive(r["compile_s"]["compiled"]) and positive(r["flop_bound_tokens_per_s"])
+    assert r["top5_overlap_with_fp32"]["trunk"] == r["top5_overlap_with_fp32"]["hook"]
+    assert all(0.9 <= v <= 1 for v in r["top5_overlap_with_fp32"].values())
+    assert r["profile"]["hook"][0]["share"] > 0
+
+
 def test_scoring(capsys) -> None:
     r = run_quick("scoring", capsys)
     assert set(r["targets"]) == {"1", "8"}

@@ -12,6 +12,7 @@ import nag_assets
 from nag_assets.component import NagScaffolder, NagScaffoldParams, NagSelection
 from nag_assets.definitions import defs as repository_defs
 from nag_assets.defs.resources import BackboneResource, ExecutorResource
+from nag_assets.sources.chunks import CHUNK_ROWS
 
 ASSETS = [
     "target_dataset",
@@ -190,3 +191,15 @@ def test_registered_for_dg() -> None:
     assert "NagSelection" in dir(nag_assets)
     assert nag_assets.NagSelection is NagSelection
     assert hasattr(NagSelection, "__dg_package_entry__")
+
+
+def test_chunk_rows_is_a_setting_that_never_shapes_nags(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert BackboneResource.from_env().settings().chunk_rows == CHUNK_ROWS
+    monkeypatch.setenv("NAG_CHUNK_ROWS", "700")
+    assert BackboneResource.from_env().settings().chunk_rows == 700
+    sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {chunk_rows: 300}\n")
+    assert sel.backbone_resource().settings().chunk_rows == 300  # the YAML over the env
+    assert sel.backbone_resource().code_version() == BackboneResource().code_version()
+    deferred = NagSelection.resolve_from_yaml("name: a\nbackbone: {chunk_rows: {env: X}}\n")
+    assert deferred.backbone_resource().chunk_rows.env_var_name == "X"
+    deferred.definitions()  # speed and memory only: may wait for run time

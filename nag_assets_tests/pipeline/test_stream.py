@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import pickle
 from dataclasses import replace
@@ -28,6 +29,7 @@ from nag_assets.pipeline.extractor import (
     NagJob,
     extract_chunk,
 )
+from nag_assets.pipeline.stream import UniqueIds
 from nag_assets.sources.chunks import iter_frames, plan_file, read_chunk
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, digest
@@ -189,6 +191,33 @@ def test_ids_repeated_across_chunks_are_named_and_nothing_is_written(
     assert not store.exists("assets/shard_nag/dup.parquet")
 
 
+def test_an_id_repeated_many_chunks_later_is_found(store: Storage, backbone: Backbone) -> None:
+    """One row a chunk: the first row's hash has been merged into ever larger runs by the
+    time its repeat comes."""
+    ids = [f"d{i}" for i in range(40)]
+    ids[38] = "d1"
+    _put(store, "far.jsonl", _jsonl([{"id": i, "text": t} for i, t in zip(ids, _texts(40))]))
+    with pytest.raises(InputError, match=r"id 'd1' appears more than once \(line 2, line 39\)"):
+        shards.shard_nag(store, "far", backbone, replace(SETTINGS, chunk_rows=1))
+
+
+def test_unique_ids_keep_few_sorted_runs_of_every_hash(store: Storage) -> None:
+    _put(store, "u.jsonl", _jsonl([{"text": t} for t in _texts(3)]))
+    seen = UniqueIds(plan_file(store, "shards/u.jsonl", "u.jsonl", "u", 4))
+    rng = np.random.default_rng(0)
+    every: list[str] = []
+    for size in rng.integers(0, 10, size=60):
+        chunk = [f"x{len(every) + j}" for j in range(size)]
+        every += chunk
+        seen.add(pa.array(chunk, pa.string()))  # no repeat: never re-reads the file
+        sizes = [len(r) for r in seen.runs]
+        assert all(a >= 2 * b for a, b in itertools.pairwise(sizes))  # <= log2(n) + 1 runs
+        assert all((r[1:] >= r[:-1]).all() for r in seen.runs)
+    expected = np.sort(pl.Series(every).hash(seed=0).to_numpy())
+    assert np.array_equal(np.sort(np.concatenate(seen.runs)), expected)
+    assert len(seen.runs) <= int(np.log2(len(every))) + 1
+
+
 def test_file_changed_between_plan_and_read_is_never_mixed(
     store: Storage, backbone: Backbone
 ) -> None:
@@ -272,3 +301,9 @@ def test_chunk_nags_table_has_the_stored_columns(store: Storage, backbone: Backb
     assert [c.index for c in out] == [0, 1] and all(isinstance(c, ChunkNags) for c in out)
     assert out[0].table.column_names == ["id", "tokens", "nag_tokens", "nag"]
     assert [c.first_row for c in out] == [0, 4]
+
+
+def test_chunk_rows_below_one_is_refused_by_name(store: Storage, backbone: Backbone) -> None:
+    _put(store, "few.jsonl", _jsonl([{"text": t} for t in _texts(3)]))
+    with pytest.raises(ValueError, match=r"chunk_rows=0 must be >= 1"):
+        shards.shard_nag(store, "few", backbone, replace(SETTINGS, chunk_rows=0))
