@@ -173,9 +173,8 @@ def test_a_sample_too_small_to_learn_from_is_named(tmp_path: Path, backbone: Bac
     storage = make_root(tmp_path, backbone)
     tiny = distill.SampleSettings(fraction=0.001)
     for s in SHARDS:  # no document drawn: an empty sample, written and current
-        assert distilled.distill_sample(storage, s, backbone, SETTINGS, tiny).facts[
-            "documents_extracted"
-        ] == 0
+        first = distilled.distill_sample(storage, s, backbone, SETTINGS, tiny)
+        assert first.facts["documents_extracted"] == 0
         assert distilled.distill_sample(storage, s, backbone, SETTINGS, tiny).skipped
     with pytest.raises(InputError, match=r"distilled_scorer\[plants\].*0 documents.*sample_fr"):
         distilled.distilled_scorer(storage, "plants", SHARDS, backbone, MODEL)
