@@ -169,6 +169,13 @@ def test_rankers_that_read_full_nags_say_so(store: Storage, backbone: Backbone) 
             mixture.selected_mixture(store, SHARDS, TARGETS, settings, backbone=lambda: backbone)
 
 
+def test_the_checks_say_they_need_full_nags(store: Storage) -> None:
+    from nag_assets.checks.common import ready
+
+    with pytest.raises(InputError, match=r"scorer: distilled.*scorer: nag"):
+        ready(store, TARGETS)
+
+
 def test_a_sample_too_small_to_learn_from_is_named(tmp_path: Path, backbone: Backbone) -> None:
     storage = make_root(tmp_path, backbone)
     tiny = distill.SampleSettings(fraction=0.001)
