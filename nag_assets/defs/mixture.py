@@ -48,8 +48,10 @@ class MixtureConfig(dg.Config):
         "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
         "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
         "document from its text for 1/575 of the backbone's CPU; its selection only "
-        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; see "
-        "README, 'Distilled NAG'). The mixture's `ranker` column and metadata record it.",
+        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; it "
+        "learns from shard_nag, so it saves no backbone pass: for that, build the selection "
+        "with scorer: distilled; see README, 'Distilled NAG'). The mixture's `ranker` column "
+        "and metadata record it.",
     )
     seed: int = Field(
         default=0, description="Seed of the random ranker and of nag_distilled's sample."

@@ -64,6 +64,7 @@ def graph(make_graph, extraction_calls: list) -> Graph:
     return g
 
 
+@pytest.mark.slow
 def test_the_backbone_reads_targets_and_the_sample_only(graph: Graph, extraction_calls) -> None:
     shards = graph.partitions("shards")
     expected = list(target_texts(graph, "arc_easy"))
@@ -80,6 +81,7 @@ def test_the_backbone_reads_targets_and_the_sample_only(graph: Graph, extraction
     assert graph.check_evaluations()[("selected_mixture", "budget_holds")] == [True]
 
 
+@pytest.mark.slow
 def test_a_new_shard_adds_only_its_own_sample(graph: Graph, wiki_pool, extraction_calls) -> None:
     extraction_calls.clear()
     wiki_pool.slice(150, 30).write_parquet(graph.root / "shards" / "extra.parquet")
@@ -94,6 +96,7 @@ def test_a_new_shard_adds_only_its_own_sample(graph: Graph, wiki_pool, extractio
     assert not (graph.root / "assets" / "shard_nag").exists()
 
 
+@pytest.mark.slow
 def test_a_new_target_trains_only_its_own_scorer(graph: Graph, extraction_calls) -> None:
     extraction_calls.clear()
     write_jsonl(graph.root / "targets" / "water.jsonl", science_texts(12))
@@ -105,12 +108,14 @@ def test_a_new_target_trains_only_its_own_scorer(graph: Graph, extraction_calls)
     assert set(mix["target"]) == {"arc_easy", "water"}
 
 
+@pytest.mark.slow
 def test_a_rerun_requests_no_work(graph: Graph, extraction_calls) -> None:
     extraction_calls.clear()
     sensor_runs, auto_runs = graph.step()
     assert sensor_runs == [] and auto_runs == [] and extraction_calls == []
 
 
+@pytest.mark.slow
 def test_the_sensor_asks_for_the_sample_not_shard_nag(graph: Graph) -> None:
     sensor = graph.defs.resolve_sensor_def("pool_sensor")
     keys = {k.to_user_string() for k in sensor.asset_selection.resolve(graph.defs.assets)}
