@@ -324,13 +324,13 @@ def proxy_losses(storage, pool, rankings: dict[str, np.ndarray], target_names, a
 
     from nag_assets.checks import benchmark_of
     from nag_assets.nag.backbone import embedded_folder
-    from nag_assets.pipeline.targets import DATASET
+    from nag_assets.pipeline.layout import TARGET_DATASET
 
     tok = AutoTokenizer.from_pretrained(str(embedded_folder()))
     picks = {r: best_first(pool, s, target_names) for r, s in rankings.items()}
     items = {}
     for t in target_names:
-        used = set(storage.read_parquet(DATASET, f"{t}.parquet")["id"].to_list())
+        used = set(storage.read_parquet(TARGET_DATASET, f"{t}.parquet")["id"].to_list())
         items[t] = proxy.mc_items(benchmark_of(storage, t), used, args.eval)
     texts = [x for r in picks.values() for ts in r.values() for x in ts]
     texts += [s for its in items.values() for it in its for s in (it["text"], it["context"])]
