@@ -25,6 +25,8 @@ selection within it: how far more sample alone would take the scorer.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 import time
 
@@ -39,6 +41,12 @@ from nag_assets.nag import load_backbone
 from nag_assets.nag.backbone import cache_dir
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.storage import Storage
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def features(read, emb: np.ndarray, texts: list[str]):
@@ -114,6 +122,77 @@ def held_out_curve(pool, x, dense, targets, fractions: str) -> dict:
     return out
 
 
+class _Stop(Exception):
+    """Raised by the hook: the forward pass ends at the layer read."""
+
+
+def layer_means(backbone, texts: list[str], layer: int, max_tokens: int = 120) -> np.ndarray:
+    """(n, d_ff) each text's mean up-projection activation at `layer`: the backbone run only
+    up to that layer (features nearer NAG's own, at a fraction of its cost)."""
+    import torch
+
+    seen = {}
+
+    def hook(_module, _inputs, output):
+        seen["x"] = output
+        raise _Stop
+
+    handle = backbone.up_projs[layer].register_forward_hook(hook)
+    out = []
+    try:
+        for start in range(0, len(texts), 16):
+            ids = backbone.tokenize(texts[start : start + 16], max_tokens)
+            width = max(1, max(map(len, ids)))
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
+            batch = torch.tensor([x + [0] * (width - len(x)) for x in ids])
+            with torch.no_grad(), contextlib.suppress(_Stop):
+                backbone.model(input_ids=batch, attention_mask=mask)
+            m = mask.unsqueeze(-1).float()
+            acts = seen["x"].float()
+            out.append(((acts * m).sum(1) / m.sum(1).clamp(min=1)).numpy())
+    finally:
+        handle.remove()
+    return np.concatenate(out)
+
+
+def layer_features(pool, backbone, targets, layers: str) -> dict:
+    """Ridge on the first layers' mean activations (+ the token embeddings), at a 10% sample
+    (2 seeds), and the partial pass's cost beside the full NAG pass's (interleaved)."""
+    import scipy.sparse as sparse
+
+    from nag_assets.nag import extract_nags
+
+    full = selections(pool.nag, pool.tokens, pool.rank, targets, 0.2)
+    out = {}
+    for k in map(int, layers.split(",")):
+        started = time.process_time()
+        feats = layer_means(backbone, pool.texts, k)
+        x = sparse.csr_matrix((feats - feats.mean(0)) / (feats.std(0) + 1e-6))
+        runs = []
+        for seed in range(2):
+            mask = bench.sample_mask(pool, 0.1, seed)
+            scores = fit_predict("ridge_rank", x, None, np.flatnonzero(mask), pool.nag)
+            runs.append(judged(pool, scores, full, ~mask, targets))
+        pieces = [pool.texts[i : i + 16] for i in range(0, 64, 16)]
+        with _bench.clock_for("cpu") as clock:
+            secs = _bench.interleaved(
+                {
+                    "partial": functools.partial(layer_means, backbone, layer=k),
+                    "full": lambda texts: extract_nags(backbone, texts, 5, 120, 16),
+                },
+                pieces,
+                2,
+                clock,
+            )
+        out[f"layer_{k}"] = {
+            "runs_at_10pct": runs,
+            "feature_pass_cpu_s": round(time.process_time() - started, 1),
+            "cost_vs_full_pass": round(secs["partial"] / secs["full"], 4),
+        }
+        print(f"layer {k}: {out[f'layer_{k}']}", file=sys.stderr, flush=True)
+    return out
+
+
 MODELS = ("ridge_rank", "ridge_score", "logistic_top_0.1", "logistic_top_0.2", "lightgbm_rank")
 
 
@@ -125,6 +204,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", default=",".join(MODELS), help="'' for none")
     p.add_argument(
         "--curve", default="0.05,0.1,0.2,0.4,0.8", help="held-out curve samples ('' for none)"
+    )
+    p.add_argument(
+        "--layers", default="", help="also: features from these layers' activations, e.g. 0,2"
     )
     args = p.parse_args(argv)
     start = time.perf_counter()
@@ -165,6 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
             none = np.zeros(len(pool.ids), dtype=bool)
             result[f"ceiling_in_sample_{name}"] = judged(pool, scores, full, none, targets)
             print(f"ceiling {name}: {result[f'ceiling_in_sample_{name}']}", file=sys.stderr)
+    if args.layers:
+        torch_threads(1)
+        result["layer_features"] = layer_features(pool, backbone, targets, args.layers)
     if args.curve:
         result["held_out_curve"] = held_out_curve(pool, x, dense, targets, args.curve)
     result["seconds"] = round(time.perf_counter() - start, 1)
