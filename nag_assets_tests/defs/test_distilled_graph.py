@@ -152,3 +152,17 @@ def test_yaml_then_env_then_default(monkeypatch) -> None:
     assert (scoring.scorer, scoring.sample.fraction, scoring.sample.seed) == ("distilled", 0.25, 0)
     yaml = DistillConfig(sample_fraction=0.05).scoring("nag")
     assert (yaml.scorer, yaml.sample.fraction) == ("nag", 0.05)
+
+
+def test_the_yaml_chooses_the_scorer_and_names_its_assets() -> None:
+    sel = NagSelection.resolve_from_yaml(
+        "name: team\nscorer: distilled\ndistill: {sample_fraction: 0.05, sample_seed: 2}\n"
+    )
+    defs = sel.definitions()
+    keys = {a.key.to_user_string() for a in defs.assets}
+    assert {"team/distill_sample", "team/distilled_scorer", "team/shard_scores"} <= keys
+    assert "team/shard_nag" not in keys
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["team", "distill_sample"]))
+    assert node.pools == {"team_backbone"}  # the backbone's pool, like shard_nag's
+    scoring = sel.distill.scoring(sel.scorer)
+    assert (scoring.sample.fraction, scoring.sample.seed) == (0.05, 2)
