@@ -14,6 +14,7 @@ Each step skips when its output records the version it would write (`layout.is_c
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ from nag_assets.pipeline.layout import (
     is_current,
     sample_docs,
     scorer_file,
+    scorer_model,
     table,
 )
 from nag_assets.pipeline.shards import read_shard
@@ -173,7 +175,7 @@ def distilled_scorer(
         sorted(settings.items()),
     )  # fmt: skip
     left_out = {"shards_without_sample": ", ".join(waiting)} if waiting else {}
-    if is_current(storage, version, *scorer_file(target, "json")):
+    if is_current(storage, version, *scorer_file(target)):
         return StepResult(version, True, {"shards": len(samples), **left_out})
     texts, nags = [], []
     for s, footer in samples.items():
@@ -190,11 +192,12 @@ def distilled_scorer(
     read = distill.hf_reader(backbone.tokenizer, tfoot.max_tokens)
     emb = backbone.model.get_input_embeddings().weight.detach().float().cpu().numpy()
     scorer = distill.train(read, emb, texts, labels, [target], model, tfoot.max_tokens)
-    storage.write_bytes(scorer.to_bytes(), *scorer_file(target, "npz"))
+    storage.write_bytes(scorer.to_bytes(), *scorer_model(target, version))
     footer = ScorerFooter(
         version, target, tfoot.version, versions, len(texts), tfoot.nag_fingerprint, settings
     )
-    _write_json(storage, footer.to_meta(), *scorer_file(target, "json"))  # last: the marker
+    _write_json(storage, footer.to_meta(), *scorer_file(target))  # last: it names the model
+    _drop_old_models(storage, target, version)
     fit = _spearman(scorer.score(read, texts)[:, 0], labels[:, 0])
     return StepResult(
         version,
@@ -203,9 +206,14 @@ def distilled_scorer(
     )
 
 
-def _write_json(storage: Storage, meta: dict, *parts: str) -> None:
-    import json
+def _drop_old_models(storage: Storage, target: str, keep: str) -> None:
+    folder = "/".join(scorer_model(target, keep)[:2])
+    for f in storage.list_files(folder):
+        if f.name != f"{keep}.npz":
+            storage.delete(folder, f.name)
 
+
+def _write_json(storage: Storage, meta: dict, *parts: str) -> None:
     storage.write_bytes(json.dumps(meta, sort_keys=True).encode(), *parts)
 
 
@@ -250,7 +258,7 @@ def distilled_scores(
     if docs.height == 0:
         raise InputError(f"{name}: the shard holds no documents")
     scorers = [
-        distill.DistilledScorer.from_bytes(storage.read_bytes(*scorer_file(t, "npz")))
+        distill.DistilledScorer.from_bytes(storage.read_bytes(*scorer_model(t, versions[t])))
         for t in ready
     ]
     texts = docs["text"].to_list()

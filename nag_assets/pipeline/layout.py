@@ -46,9 +46,15 @@ def profile_file(key: str) -> tuple[str, str]:
     return TARGET_NAG, f"{check_key(key)}.profile.npy"
 
 
-def scorer_file(target: str, suffix: str) -> tuple[str, str]:
-    """Where distilled_scorer keeps a target's model (`npz`) and its footer (`json`)."""
-    return DISTILLED_SCORER, f"{check_key(target)}.{suffix}"
+def scorer_file(target: str) -> tuple[str, str]:
+    """Where distilled_scorer keeps a target's footer (JSON): it names the model in force."""
+    return DISTILLED_SCORER, f"{check_key(target)}.json"
+
+
+def scorer_model(target: str, version: str) -> tuple[str, str, str]:
+    """A target's model of one version (`DistilledScorer.to_bytes`): written before the
+    footer that names it, so a run killed in between leaves the footer's own model in force."""
+    return DISTILLED_SCORER, check_key(target), f"{version}.npz"
 
 
 def sample_docs(shard: str) -> tuple[str, str]:
@@ -144,8 +150,8 @@ class ShardScoresFooter(Footer):
 
 @dataclass(frozen=True)
 class ScorerFooter(Footer):
-    """A target's distilled scorer (`<target>.json` beside its `<target>.npz`): what it was
-    trained from (the target_nag version, each shard's distill_sample version) and on how
+    """A target's distilled scorer (`<target>.json`, naming `<target>/<version>.npz`): what
+    it was trained from (the target_nag version, each shard's distill_sample version) and on how
     many documents."""
 
     version: str
@@ -158,7 +164,7 @@ class ScorerFooter(Footer):
 
     @classmethod
     def read_json(cls, storage: Storage, target: str) -> ScorerFooter | None:
-        meta = read_json(storage, *scorer_file(target, "json"))
+        meta = read_json(storage, *scorer_file(target))
         return None if meta is None else cls.from_meta(meta)
 
 

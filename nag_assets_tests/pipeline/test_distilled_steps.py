@@ -108,11 +108,11 @@ def test_the_scorer_learns_its_training_labels(store: Storage, backbone: Backbon
             backbone, [f"{topic} {i}" for i in range(8)], SETTINGS.top_k, SETTINGS.max_tokens
         )
         labels = score_many(nags, build_profile(examples, backbone.d_ff)[None])[:, 0]
+        footer = ScorerFooter.read_json(store, t)
         scorer = distill.DistilledScorer.from_bytes(
-            storage_bytes(store, f"assets/distilled_scorer/{t}.npz")
+            storage_bytes(store, f"assets/distilled_scorer/{t}/{footer.version}.npz")
         )
         assert spearmanr(scorer.score(read, sampled)[:, 0], labels)[0] > 0.9
-        footer = ScorerFooter.read_json(store, t)
         assert footer.documents == len(sampled) and sorted(footer.samples) == SHARDS
         # the stored table of each shard is the scorer's prediction for every document
         table = pl.concat(
@@ -136,8 +136,9 @@ def test_reruns_skip_and_fresh_runs_are_byte_identical(
     assert all(step.skipped for step in again.values()) and extraction_calls == []
     other = make_root(tmp_path / "other", backbone)
     run_path(other, backbone)
+    models = [f"{t}/{ScorerFooter.read_json(store, t).version}.npz" for t in TARGETS]
     for path in [f"assets/shard_scores/{s}.parquet" for s in SHARDS] + [
-        f"assets/distilled_scorer/{t}.{x}" for t in TARGETS for x in ("npz", "json")
+        f"assets/distilled_scorer/{name}" for name in [f"{t}.json" for t in TARGETS] + models
     ]:
         assert storage_bytes(store, path) == storage_bytes(other, path), path
 
@@ -155,7 +156,11 @@ def test_a_retrained_scorer_leaves_tables_of_the_old_one_out(
     shard not yet rescored is left out, not used."""
     other = distill.SampleSettings(fraction=0.6, seed=7)
     distilled.distill_sample(store, "s0", backbone, SETTINGS, other)
+    before = ScorerFooter.read_json(store, "plants").version
     distilled.distilled_scorer(store, "plants", SHARDS, backbone, MODEL)
+    models = sorted((Path(store.root) / "assets/distilled_scorer/plants").iterdir())
+    now = ScorerFooter.read_json(store, "plants").version
+    assert now != before and [p.name for p in models] == [f"{now}.npz"]  # the old one dropped
     distilled.distilled_scores(store, "s1", TARGETS, backbone)
     step = mixture.selected_mixture(store, SHARDS, TARGETS, mixture.MixtureSettings(0.3))
     assert sorted(step.facts["shards"]) == ["s1"]
@@ -205,3 +210,22 @@ def test_bad_scoring_settings_are_named(kwargs: dict, message: str) -> None:
 def test_a_bad_sample_fraction_is_named(fraction: float) -> None:
     with pytest.raises(InputError, match=rf"sample_fraction {fraction!r} must be in \(0, 1\]"):
         distill.SampleSettings(fraction=fraction)
+
+
+def test_a_retrain_killed_before_its_footer_leaves_the_old_model_in_force(
+    store: Storage, backbone: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = ScorerFooter.read_json(store, "plants").version
+    scores = storage_bytes(store, "assets/shard_scores/s0.parquet")
+    distilled.distill_sample(store, "s0", backbone, SETTINGS, distill.SampleSettings(0.6, seed=7))
+
+    def killed(*_args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distilled, "_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        distilled.distilled_scorer(store, "plants", SHARDS, backbone, MODEL)
+    assert ScorerFooter.read_json(store, "plants").version == before
+    (store_root := Path(store.root)).joinpath("assets/shard_scores/s0.parquet").unlink()
+    distilled.distilled_scores(store, "s0", TARGETS, backbone)  # with the model in force
+    assert (store_root / "assets/shard_scores/s0.parquet").read_bytes() == scores
