@@ -165,7 +165,7 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
         default=None,
         description="How shards are scored: nag (the backbone over every document, the paper; "
         "the default) | distilled (the backbone over a sample of each shard, a text model per "
-        "target scores the rest: ~575x less CPU per document, a selection that only "
+        "target scores the rest: ~600x less CPU per document, a selection that only "
         "approximates NAG's; README, 'Distilled NAG'). Unset: NAG_SCORER, then nag.",
     )
     distill: DistillConfig = Field(

@@ -82,8 +82,9 @@ embeddings' mean, folded into one weight per vocabulary token, and hashed word 1
 the rank of the NAG score against this target's profile, learnt on every shard's
 distill_sample. Versioned by the samples, the target's profile and the settings; a new target
 trains only its own partition. Loads the backbone for its tokenizer and embeddings, never
-runs it. Trade-off (benchmarks/distilled.py, 8k Wikipedia leads): ~575x less CPU per document
-than the backbone pass; its selection overlaps full NAG's by Jaccard ~0.25-0.30 at a 10% sample.
+runs it. Trade-off (benchmarks/distilled.py, 8k Wikipedia leads): scoring a document costs
+~1/600 of the backbone pass, so the whole pass costs about the sample's share of full NAG's;
+the selection overlaps full NAG's by Jaccard ~0.25-0.30 at a 10% sample.
 
 Metadata: `documents` (sample size), `shards`, `train_spearman` (in-sample fit),
 `shards_without_sample`."""

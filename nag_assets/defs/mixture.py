@@ -47,7 +47,7 @@ class MixtureConfig(dg.Config):
         "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
         "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
         "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
-        "document from its text for 1/575 of the backbone's CPU; its selection only "
+        "document from its text for ~1/600 of the backbone's CPU; its selection only "
         "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; it "
         "learns from shard_nag, so it saves no backbone pass: for that, build the selection "
         "with scorer: distilled; see README, 'Distilled NAG'). The mixture's `ranker` column "
