@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import BaseModel, Field, create_model
 
 from nag_assets.defs.checks import ChecksConfig
+from nag_assets.defs.distilled import DistillConfig
 from nag_assets.defs.mixture import MixtureConfig
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.selection import selection_defs
@@ -128,6 +129,9 @@ DEFS_YAML = textwrap.dedent(
         # dedup: false
       checks:             # selection_checks' launchpad defaults
         rankers: [random, dsir, embedding]
+      # scorer: distilled  # nag (default: the backbone over every document) | distilled
+      # distill:           # scorer: distilled: the backbone reads only this sample
+      #   sample_fraction: 0.1   # of each shard, by a hash of (seed, shard, id)
     """
 )
 
@@ -157,6 +161,18 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
     checks: ChecksConfig = Field(
         default_factory=ChecksConfig, description="selection_checks' launchpad defaults"
     )
+    scorer: str | None = Field(
+        default=None,
+        description="How shards are scored: nag (the backbone over every document, the paper; "
+        "the default) | distilled (the backbone over a sample of each shard, a text model per "
+        "target scores the rest: ~600x less CPU per document, a selection that only "
+        "approximates NAG's; README, 'Distilled NAG'). Unset: NAG_SCORER, then nag.",
+    )
+    distill: DistillConfig = Field(
+        default_factory=DistillConfig,
+        description="scorer: distilled only: the sample and the text model (unset: "
+        "NAG_SAMPLE_FRACTION, NAG_SAMPLE_SEED, NAG_DISTILL_FEATURES, then the defaults)",
+    )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         return self.definitions()
@@ -176,6 +192,7 @@ class NagSelection(dg.Component, dg.Resolvable, dg.Model):
             pool=self.pool or "",
             mixture=self.mixture,
             checks=self.checks,
+            scoring=self.distill.scoring(self.scorer),
         )
 
     def storage_resource(self) -> StorageResource:

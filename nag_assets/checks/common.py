@@ -9,7 +9,14 @@ import numpy as np
 
 from nag_assets.nag import select_under_budget
 from nag_assets.pipeline.common import nags_of
-from nag_assets.pipeline.layout import SHARD_NAG, TARGET_NAG, NagFooter, rank_ids, table
+from nag_assets.pipeline.layout import (
+    DISTILL_SAMPLE,
+    SHARD_NAG,
+    TARGET_NAG,
+    NagFooter,
+    rank_ids,
+    table,
+)
 from nag_assets.pipeline.mixture import scored_shards
 from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.sources.files import InputError
@@ -36,6 +43,12 @@ def ready(storage: Storage, targets: list[str] | None = None) -> tuple[list[str]
         for f in storage.list_files(SHARD_NAG)
         if f.name.endswith(".parquet")
     )
+    if not shards and storage.list_files(DISTILL_SAMPLE):
+        raise InputError(
+            "the checks judge full-NAG selections and read every shard's NAGs (shard_nag), "
+            "but this selection scores shards with the distilled scorer (scorer: distilled): "
+            "run them on a selection with scorer: nag"
+        )
     usable, _, _ = scored_shards(storage, shards, targets)
     if not usable:
         raise InputError("no shard is scored against the current targets: run the graph first")

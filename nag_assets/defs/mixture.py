@@ -47,9 +47,11 @@ class MixtureConfig(dg.Config):
         "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
         "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
         "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
-        "document from its text for 1/575 of the backbone's CPU; its selection only "
-        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; see "
-        "README, 'Distilled NAG'). The mixture's `ranker` column and metadata record it.",
+        "document from its text for ~1/600 of the backbone's CPU; its selection only "
+        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; it "
+        "learns from shard_nag, so it saves no backbone pass: for that, build the selection "
+        "with scorer: distilled; see README, 'Distilled NAG'). The mixture's `ranker` column "
+        "and metadata record it.",
     )
     seed: int = Field(
         default=0, description="Seed of the random ranker and of nag_distilled's sample."
@@ -173,6 +175,7 @@ def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
         "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
         "ranker": facts.get("ranker", "nag"),  # what ranked the documents
+        "scorer": spec.scoring.scorer,  # what made shard_scores: nag, or distilled
         "input_versions": dg.MetadataValue.json(_input_versions(facts, shard_meta)),
         "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
         "skipped_unchanged": skipped,
@@ -281,13 +284,26 @@ def _inputs_md(facts: dict, shard_meta: dict[str, dict], spec: SelectionSpec) ->
 
     target_nag, shard_nag = spec.link_name("target_nag"), spec.link_name("shard_nag")
     rows = [row(target_nag, t, v) for t, v in facts["target_versions"].items()]
-    rows += [row(shard_nag, s, meta.get("shard_nag_version")) for s, meta in shard_meta.items()]
+    if spec.scoring.distilled:  # no shard_nag: the scorers and the score tables they wrote
+        scorer, scores = spec.link_name("distilled_scorer"), spec.link_name("shard_scores")
+        rows += [row(scorer, t, v) for t, v in _scorer_versions(shard_meta).items()]
+        rows += [row(scores, s, v) for s, v in facts["shards"].items()]
+    else:
+        rows += [row(shard_nag, s, m.get("shard_nag_version")) for s, m in shard_meta.items()]
     return "| asset | partition | data version |\n|---|---|---|\n" + "\n".join(rows)
 
 
+def _scorer_versions(shard_meta: dict[str, dict]) -> dict:
+    """target -> distilled_scorer version the shards were scored with (one, as the mixture
+    uses only shards scored by the scorers in force)."""
+    return next((m["scorer_versions"] for m in shard_meta.values() if "scorer_versions" in m), {})
+
+
 def _input_versions(facts: dict, shard_meta: dict[str, dict]) -> dict:
+    scorers = _scorer_versions(shard_meta)
     return {
         "target_nag": facts["target_versions"],
+        **({"distilled_scorer": scorers} if scorers else {}),
         "shard_nag": {s: m.get("shard_nag_version") for s, m in shard_meta.items()},
         "shard_scores_file": facts["shards"],
         "shard_file_sha256": {s: m.get("sha256") for s, m in shard_meta.items()},

@@ -19,7 +19,7 @@ def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
         name=spec.named("pool_sensor"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        asset_selection=[spec.key(a) for a in ("target_dataset", "shard_nag", "selected_mixture")],
+        asset_selection=[spec.key("target_dataset"), spec.shard_pass, spec.key("selected_mixture")],
         required_resource_keys={spec.storage_key},
         description="Watches targets/ and shards/: new files add partitions and request runs, "
         "changed files request their own partition, removed files remove their partition.",
@@ -36,7 +36,7 @@ def _watched(spec: SelectionSpec) -> tuple:
     """(folder, its partition set, the asset a new or changed file requests)."""
     return (
         ("targets", spec.targets, spec.key("target_dataset")),
-        ("shards", spec.shards, spec.key("shard_nag")),
+        ("shards", spec.shards, spec.shard_pass),
     )
 
 

@@ -1,6 +1,7 @@
 """Shard assets: candidate_shard (the file), shard_nag (the backbone pass), shard_scores."""
 
 import time
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -10,9 +11,10 @@ from nag_assets.defs.resources import BackboneResource, ExecutorResource, Storag
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.executors import extraction
 from nag_assets.pipeline import shards as steps
-from nag_assets.pipeline.common import STEP_CODE_VERSION, key_or_none
+from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
 from nag_assets.sources.files import InputError
+from nag_assets.storage import Storage
 
 CANDIDATE_SHARD_DOC = """One file of candidate pretraining documents under `shards/` (parquet or
 JSONL with a `text` column and an optional unique `id`; other columns are carried into the
@@ -35,7 +37,8 @@ all partitions (single-run backfill)."""
 
 
 def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAsset]:
-    """candidate_shard, shard_nag and shard_scores of one selection."""
+    """candidate_shard, shard_nag and shard_scores of one selection (`scorer: distilled`:
+    candidate_shard alone)."""
     keys = {spec.storage_key, spec.backbone_key}
 
     @dg.observable_source_asset(
@@ -48,6 +51,9 @@ def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAss
     )
     def candidate_shard(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
         return _candidate_shard(context, storage_of(context, spec), spec)
+
+    if spec.scoring.distilled:  # no shard_nag: defs.distilled builds the rest
+        return [candidate_shard]
 
     @dg.asset(
         key=spec.key("shard_nag"),
@@ -79,7 +85,7 @@ def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAss
         description=SHARD_SCORES_DOC,
     )
     def shard_scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _shard_scores(context, storage_of(context, spec), spec)
+        return shard_scores_run(context, storage_of(context, spec), spec)
 
     return [candidate_shard, shard_nag, shard_scores]
 
@@ -121,25 +127,32 @@ def _shard_nag(
     return result(
         step,
         seconds=round(time.monotonic() - start, 2),
-        source_version=_source_version(store, key),
+        source_version=source_version(store, key),
     )
 
 
-def _source_version(store, key: str) -> str:
-    footer = NagFooter.read(store, SHARD_NAG, key)
+def source_version(store, key: str, folder: str = SHARD_NAG) -> str:
+    """The shard file's content hash as its NAG table (shard_nag, distill_sample) records it:
+    what the pool sensor compares with the file it sees."""
+    footer = NagFooter.read(store, folder, key)
     return f"sha256:{footer.sha256 if footer else None}"
 
 
-def _shard_scores(
-    context: dg.AssetExecutionContext, storage: StorageResource, spec: SelectionSpec
+def shard_scores_run(
+    context: dg.AssetExecutionContext,
+    storage: StorageResource,
+    spec: SelectionSpec,
+    score: Callable[[Storage, str, list[str]], StepResult] = steps.shard_scores,
 ) -> dg.MaterializeResult:
+    """Score every shard of the run with `score(store, shard, targets)` (NAG overlap, or the
+    distilled scorers); one bad shard fails alone."""
     store = storage.storage()
     target_keys = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
     scored = skipped = 0
     failed = {}
     for key in context.partition_keys:
         try:
-            step = steps.shard_scores(store, key, target_keys)
+            step = score(store, key, target_keys)
         except InputError as e:  # one bad shard must not fail the others scored in this run
             failed[key] = str(e)
             context.log.error(f"shard_scores[{key}] failed: {e}")
@@ -151,6 +164,7 @@ def _shard_scores(
         raise InputError(f"no shard could be scored: {failed}")
     return dg.MaterializeResult(
         metadata={
+            "scorer": spec.scoring.scorer,
             "shards_scored": scored,
             "shards_unchanged": skipped,
             "shards_failed": dg.MetadataValue.json(failed),

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from nag_assets.pipeline.common import STEP_CODE_VERSION
+from nag_assets.pipeline.distilled import Scoring
 
 if TYPE_CHECKING:
     from nag_assets.defs.checks import ChecksConfig
@@ -32,6 +33,7 @@ class SelectionSpec:
     pool: str = ""  # concurrency pool of the backbone steps; "" -> named("backbone")
     mixture: MixtureConfig | None = None  # selected_mixture's launchpad defaults (None: built-in)
     checks: ChecksConfig | None = None  # selection_checks' launchpad defaults
+    scoring: Scoring = field(default_factory=Scoring)  # nag (default) or distilled
 
     def __post_init__(self) -> None:
         if self.name and not NAME.match(self.name):
@@ -50,6 +52,12 @@ class SelectionSpec:
     @property
     def backbone_pool(self) -> str:
         return self.pool or self.named("backbone")
+
+    @property
+    def shard_pass(self) -> dg.AssetKey:
+        """The backbone pass a new or changed shard needs: shard_nag, or with the distilled
+        scorer its sample's (distill_sample)."""
+        return self.key("distill_sample" if self.scoring.distilled else "shard_nag")
 
     @property
     def nag_code_version(self) -> str:

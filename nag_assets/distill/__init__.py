@@ -16,6 +16,7 @@ from nag_assets.distill.model import (
     DistillSettings,
     Reader,
     hf_reader,
+    merge,
     train,
 )
 from nag_assets.distill.sample import SampleSettings, draw, sample_keys
@@ -28,6 +29,7 @@ __all__ = [
     "SampleSettings",
     "draw",
     "hf_reader",
+    "merge",
     "sample_keys",
     "train",
 ]

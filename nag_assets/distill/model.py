@@ -174,6 +174,20 @@ class DistilledScorer:
 _ARRAYS = ("token_weights", "word_weights", "intercept", "center", "spread")
 
 
+def merge(scorers: Sequence[DistilledScorer]) -> DistilledScorer:
+    """One scorer over every target of `scorers` (one per target in the graph), so a shard is
+    read and featurised once; they must share settings and `max_tokens`."""
+    first = scorers[0]
+    if any((s.settings, s.max_tokens) != (first.settings, first.max_tokens) for s in scorers):
+        raise InputError(
+            "distill: scorers trained with different settings cannot score together: "
+            + ", ".join(f"{s.targets} {s.settings} max_tokens={s.max_tokens}" for s in scorers)
+        )
+    arrays = {k: np.concatenate([getattr(s, k) for s in scorers], axis=-1) for k in _ARRAYS}
+    targets = tuple(t for s in scorers for t in s.targets)
+    return DistilledScorer(first.settings, targets, first.max_tokens, **arrays)
+
+
 def train(
     read: Reader,
     embeddings: np.ndarray,

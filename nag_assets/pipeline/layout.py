@@ -28,6 +28,8 @@ SHARD_NAG = "assets/shard_nag"
 SHARD_SCORES = "assets/shard_scores"
 RANKER_SCORES = "assets/baseline_scores"  # asset key kept: the non-default rankers' tables
 IMPACT_BASELINE = "assets/impact_baseline"
+DISTILL_SAMPLE = "assets/distill_sample"  # scorer: distilled, the sample's NAGs per shard
+DISTILLED_SCORER = "assets/distilled_scorer"  # scorer: distilled, one model per target
 SELECTED_MIXTURE = "selected_mixture"
 MIXTURE_POINTER = "CURRENT.json"
 
@@ -42,6 +44,23 @@ def table(folder: str, key: str) -> tuple[str, str]:
 def profile_file(key: str) -> tuple[str, str]:
     """Where target_nag keeps a target's profile (L x d_ff float32)."""
     return TARGET_NAG, f"{check_key(key)}.profile.npy"
+
+
+def scorer_file(target: str) -> tuple[str, str]:
+    """Where distilled_scorer keeps a target's footer (JSON): it names the model in force."""
+    return DISTILLED_SCORER, f"{check_key(target)}.json"
+
+
+def scorer_model(target: str, version: str) -> tuple[str, str, str]:
+    """A target's model of one version (`DistilledScorer.to_bytes`): written before the
+    footer that names it, so a run killed in between leaves the footer's own model in force."""
+    return DISTILLED_SCORER, check_key(target), f"{version}.npz"
+
+
+def sample_docs(shard: str) -> tuple[str, str]:
+    """distill_sample's texts of a shard's sampled documents (id, text): what the backbone
+    read and the scorer learns from."""
+    return f"{DISTILL_SAMPLE}/_docs", f"{check_key(shard)}.parquet"
 
 
 def doc_key(shard: str, doc_id: str) -> str:
@@ -115,12 +134,38 @@ class NagFooter(Footer):
 
 @dataclass(frozen=True)
 class ShardScoresFooter(Footer):
+    """`scorer_versions` (target -> distilled_scorer version) marks a table scored by the
+    distilled scorer (no shard_nag: `shard_nag_version` is then None)."""
+
+    OMIT_IF_NONE: ClassVar[tuple[str, ...]] = ("scorer_versions",)
+
     version: str
     targets: list
     target_versions: dict
     file: str
     sha256: str
-    shard_nag_version: str
+    shard_nag_version: str | None
+    scorer_versions: dict | None = None
+
+
+@dataclass(frozen=True)
+class ScorerFooter(Footer):
+    """A target's distilled scorer (`<target>.json`, naming `<target>/<version>.npz`): what
+    it was trained from (the target_nag version, each shard's distill_sample version) and on how
+    many documents."""
+
+    version: str
+    target: str
+    target_version: str
+    samples: dict
+    documents: int
+    nag_fingerprint: str
+    settings: dict
+
+    @classmethod
+    def read_json(cls, storage: Storage, target: str) -> ScorerFooter | None:
+        meta = read_json(storage, *scorer_file(target))
+        return None if meta is None else cls.from_meta(meta)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from nag_assets.distill.sample import SampleSettings
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
 from nag_assets.nag.blend import Range, blend, check_blend
 from nag_assets.nag.select import check_fraction, check_weights
-from nag_assets.pipeline import ranker_scores
+from nag_assets.pipeline import distilled, ranker_scores
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
 from nag_assets.pipeline.layout import (
+    DISTILL_SAMPLE,
     MIXTURE_POINTER,
     RANK_SEP,
     SELECTED_MIXTURE,
@@ -87,6 +88,7 @@ def scored_shards(
     versions). A shard is usable only if scored against the current version of every target,
     so a mixture never mixes scores from two versions of a profile."""
     current = {t: _version_of(NagFooter.read(storage, TARGET_NAG, t)) for t in targets}
+    scorers: dict | None = None  # the distilled scorers in force, read when a table has some
     usable, left_out = {}, {}
     for s in shards:
         try:
@@ -97,7 +99,14 @@ def scored_shards(
         footer = ShardScoresFooter.read(storage, SHARD_SCORES, s)
         scored = footer.target_versions if footer else {}
         stale = sorted(t for t in targets if scored.get(t) != current[t])
-        if footer is None and storage.read_meta(*table(SHARD_NAG, s)) is None:
+        if footer is not None and footer.scorer_versions is not None:  # scorer: distilled
+            scorers = scorers or distilled.current_scorer_versions(storage, targets)
+            stale = sorted(
+                {*stale, *(t for t in targets if footer.scorer_versions.get(t) != scorers[t])}
+            )
+        if footer is None and storage.read_meta(*table(DISTILL_SAMPLE, s)) is not None:
+            left_out[s] = "no shard_scores yet (scorer: distilled; see its run)"
+        elif footer is None and storage.read_meta(*table(SHARD_NAG, s)) is None:
             left_out[s] = "no shard_nag yet: not extracted yet, or its file is bad (see its run)"
         elif footer is None:
             left_out[s] = "no shard_scores yet"

@@ -156,11 +156,22 @@ class _Inputs:
         load = lambda: shard_texts(self.storage, shard, self.shard_ids(shard), sha)  # noqa: E731
         return self._once("shard_texts", shard, load)
 
+    def _full_nag(self, shard: str) -> None:
+        """A ranker reading NAGs or NAG scores needs the full NAG path (`scorer: nag`)."""
+        if self.scored[shard].scorer_versions is not None:
+            raise InputError(
+                f"the {self.ranker.name} ranker reads the full NAG of every shard, but shard "
+                f"{shard} is scored by the distilled scorer (scorer: distilled, no shard_nag): "
+                "choose another ranker, or scorer: nag"
+            )
+
     def shard_nags(self, shard: str) -> np.ndarray:
+        self._full_nag(shard)
         load = lambda: shard_nags(self.storage, shard, self.shard_ids(shard))  # noqa: E731
         return self._once("shard_nags", shard, load)
 
     def nag_scores(self, shard: str) -> np.ndarray:
+        self._full_nag(shard)
         read = self.storage.read_parquet
         load = lambda: read(*table(SHARD_SCORES, shard)).select(self.targets).to_numpy()  # noqa: E731
         return self._once("nag_scores", shard, load)

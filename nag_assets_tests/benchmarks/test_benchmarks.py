@@ -165,6 +165,12 @@ def test_distilled(capsys) -> None:
     }
     assert all(positive(v) for v in r["speed"]["documents_per_s_per_core"].values())
     assert positive(r["speed"]["cpu_cost_ratio"])
+    assert positive(r["speed"]["cpu_cost_ratio_step"])
+    assert set(r["speed"]["documents_per_s_per_core"]) == {
+        "backbone",
+        "distilled",
+        "distilled_step",
+    }
 
 
 def test_quality(capsys) -> None:

@@ -35,11 +35,12 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def make_graph(
     tmp_path: Path, tiny_model_dir: Path, wiki_pool: pl.DataFrame, instance: dg.DagsterInstance
 ) -> Callable[..., Graph]:
-    """make_graph(shards=3, docs_per_shard=30, targets=None) -> Graph over a fresh root
-    (targets default to arc_easy with 20 examples); nothing materialized yet."""
+    """make_graph(shards=3, docs_per_shard=30, targets=None, selection=None) -> Graph over a
+    fresh root (targets default to arc_easy with 20 examples; `selection`: a NagSelection whose
+    settings build the graph); nothing materialized yet."""
 
-    def make(**kwargs) -> Graph:
+    def make(selection=None, **kwargs) -> Graph:
         root = build_root(tmp_path / "root", wiki_pool, **kwargs)
-        return Graph(root, tiny_model_dir, instance)
+        return Graph(root, tiny_model_dir, instance, selection)
 
     return make

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from nag_assets.component import NagSelection
 from nag_assets.definitions import build_defs
 from nag_assets.defs.driver import automation_ticks, sensor_tick
 from nag_assets.defs.resources import BackboneResource, StorageResource
@@ -74,15 +75,22 @@ class _Collect(logging.Handler):
 class Graph:
     """The asset graph over one root and one instance, driven like the daemons would."""
 
-    def __init__(self, root: Path, model_dir: Path, instance: dg.DagsterInstance):
+    def __init__(
+        self,
+        root: Path,
+        model_dir: Path,
+        instance: dg.DagsterInstance,
+        selection: NagSelection | None = None,
+    ):
         self.root = root
         self.instance = instance
         self.storage = Storage(str(root))
         # the paper's preset: these graphs' counts and checks are those of the paper's method
-        self.defs = build_defs(
+        resources = (
             StorageResource(root=str(root)),
             BackboneResource(model=str(model_dir), preset="paper", top_k=TOP_K),
-        )
+        )  # `selection`: another unnamed selection's settings (e.g. scorer: distilled)
+        self.defs = selection.definitions(*resources) if selection else build_defs(*resources)
         self.sensor_cursor: str | None = None
         # The automation cursor is established before any change, as the driver asks.
         self.auto_cursor, runs = automation_ticks(self.defs, instance)

@@ -1,0 +1,190 @@
+"""The distilled scoring path's assets (`scorer: distilled`): distill_sample (the backbone over
+a sample of each shard), distilled_scorer (a text model per target) and shard_scores from
+those scorers, no backbone. With `scorer: nag` (the default) none of this is defined."""
+
+import os
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from nag_assets import distill
+from nag_assets.defs.automation import on_update
+from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.shards import shard_scores_run, source_version
+from nag_assets.defs.spec import SelectionSpec
+from nag_assets.executors import extraction
+from nag_assets.pipeline import distilled as steps
+from nag_assets.pipeline.common import STEP_CODE_VERSION
+from nag_assets.pipeline.layout import DISTILL_SAMPLE
+from nag_assets.sources.files import InputError
+from nag_assets.storage import digest
+
+
+class DistillConfig(dg.Config):
+    """The distilled scorer's settings (the component's `distill:`); unset: NAG_SAMPLE_FRACTION,
+    NAG_SAMPLE_SEED, NAG_DISTILL_FEATURES, then the defaults."""
+
+    sample_fraction: float | None = Field(
+        default=None,
+        description="Share of each shard the backbone reads, in (0, 1] (default 0.1): drawn "
+        "by a hash of (seed, shard, id), so a new shard adds only its own sample.",
+    )
+    sample_seed: int | None = Field(default=None, description="Seed of the sample (default 0).")
+    features: str | None = Field(
+        default=None, description="tokens+words (default) | tokens | words: what the model reads"
+    )
+    ngrams: int | None = Field(default=None, description="Word n-gram length (default 2).")
+    buckets: int | None = Field(default=None, description="Hash buckets of the word n-grams.")
+    alpha: float | None = Field(default=None, description="Ridge regularisation (default 0.1).")
+
+    def scoring(self, scorer: str | None = None) -> steps.Scoring:
+        """The settings over the environment (NAG_SCORER, NAG_SAMPLE_*, NAG_DISTILL_FEATURES)
+        over the defaults; a bad value raises an InputError naming the setting."""
+        env = os.environ.get
+        fraction = _number(self.sample_fraction, "NAG_SAMPLE_FRACTION", float, 0.1)
+        seed = _number(self.sample_seed, "NAG_SAMPLE_SEED", int, 0)
+        given = {k: getattr(self, k) for k in ("ngrams", "buckets", "alpha")}
+        model = distill.DistillSettings(
+            features=self.features or env("NAG_DISTILL_FEATURES") or "tokens+words",
+            **{k: v for k, v in given.items() if v is not None},
+        )
+        return steps.Scoring(
+            scorer or env("NAG_SCORER") or "nag",
+            distill.SampleSettings(fraction=fraction, seed=seed),
+            model,
+        )
+
+
+def _number(value, variable: str, kind: type, default):
+    if value is not None:
+        return value
+    raw = os.environ.get(variable)
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError as e:
+        raise InputError(f"{variable}={raw!r} is not a {kind.__name__}") from e
+
+
+DISTILL_SAMPLE_DOC = """scorer: distilled. The NAGs of a deterministic sample of the shard (each
+document in it when a hash of (seed, shard, id) falls below `sample_fraction`), written like
+shard_nag, with the sampled texts. The only backbone pass of the distilled path (pool
+`backbone`): a tenth of the shard at the default fraction. Target-independent: a new target
+never reruns it; a new shard adds only its own sample.
+
+Metadata: `documents_extracted`, `shard_documents`, `nag_tokens`, `source_version`."""
+
+DISTILLED_SCORER_DOC = """scorer: distilled. The target's distilled scorer: a ridge regression
+(scikit-learn) from what the NAG reads (the first max_tokens backbone tokens: their input
+embeddings' mean, folded into one weight per vocabulary token, and hashed word 1-2-grams) onto
+the rank of the NAG score against this target's profile, learnt on every shard's
+distill_sample. Versioned by the samples, the target's profile and the settings; a new target
+trains only its own partition. Loads the backbone for its tokenizer and embeddings, never
+runs it. Trade-off (benchmarks/distilled.py, 8k Wikipedia leads): scoring a document costs
+~1/600 of the backbone pass, so the whole pass costs about the sample's share of full NAG's;
+the selection overlaps full NAG's by Jaccard ~0.25-0.30 at a 10% sample.
+
+Metadata: `documents` (sample size), `shards`, `train_spearman` (in-sample fit),
+`shards_without_sample`."""
+
+DISTILLED_SCORES_DOC = """scorer: distilled. Each document's score against every target,
+predicted by the targets' distilled scorers from the text alone (tokenizer and two weight
+tables; no backbone pass), written as `shard_scores` tables (id, tokens, one column per
+target), so the mixture, the budget, the checks and the UI work unchanged. Tokens are counted
+with the backbone's tokenizer, as shard_nag counts them."""
+
+
+def distilled_assets(spec: SelectionSpec, candidate_shard) -> list[dg.AssetsDefinition]:
+    """distill_sample, distilled_scorer and shard_scores (from the scorers) of one selection."""
+    scoring = spec.scoring
+    keys = {spec.storage_key, spec.backbone_key}
+
+    @dg.asset(
+        key=spec.key("distill_sample"),
+        partitions_def=spec.shards,
+        deps=[candidate_shard],
+        group_name=spec.named("shards"),
+        kinds={"pytorch", "huggingface", "parquet"},
+        code_version=f"{spec.nag_code_version}-{digest(*scoring.sample_version())}",
+        pool=spec.backbone_pool,
+        required_resource_keys=keys | {spec.executor_key},
+        description=DISTILL_SAMPLE_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
+    )
+    def distill_sample(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _distill_sample(context, spec)
+
+    @dg.asset(
+        key=spec.key("distilled_scorer"),
+        partitions_def=spec.targets,
+        deps=[
+            spec.key("target_nag"),
+            dg.AssetDep(distill_sample, partition_mapping=dg.AllPartitionMapping()),
+        ],
+        group_name=spec.named("targets"),
+        kinds={"scikitlearn", "numpy"},
+        code_version=f"{steps.CODE_VERSION}-{digest(*scoring.model_version())}",
+        automation_condition=on_update(distill_sample.key),
+        required_resource_keys=keys,
+        description=DISTILLED_SCORER_DOC,
+    )
+    def distilled_scorer(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        storage, backbone = resources(context, spec)
+        shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
+        step = steps.distilled_scorer(
+            storage.storage(), context.partition_key, shards, backbone.load(), scoring.model
+        )
+        return result(step)
+
+    @dg.asset(
+        key=spec.key("shard_scores"),
+        partitions_def=spec.shards,
+        deps=[
+            distill_sample,
+            dg.AssetDep(distilled_scorer, partition_mapping=dg.AllPartitionMapping()),
+        ],
+        group_name=spec.named("selection"),
+        kinds={"scikitlearn", "parquet"},
+        code_version=f"{STEP_CODE_VERSION}-distilled-{steps.CODE_VERSION}",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        automation_condition=on_update(distilled_scorer.key),
+        required_resource_keys=keys,
+        description=DISTILLED_SCORES_DOC,
+    )
+    def shard_scores(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _distilled_scores(context, spec)
+
+    return [distill_sample, distilled_scorer, shard_scores]
+
+
+def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
+    storage, backbone = resources(context, spec)
+    key, store, settings = context.partition_key, storage.storage(), backbone.settings()
+    start = time.monotonic()
+    model, extractor = extraction(
+        executor_of(context, spec).settings(), backbone.spec(), backbone.load, store, settings
+    )
+    step = steps.distill_sample(
+        store,
+        key,
+        model,
+        settings,
+        spec.scoring.sample,
+        progress_logger(context, f"distill_sample[{key}]"),
+        extractor,
+    )
+    return result(
+        step,
+        seconds=round(time.monotonic() - start, 2),
+        source_version=source_version(store, key, DISTILL_SAMPLE),
+    )
+
+
+def _distilled_scores(context: dg.AssetExecutionContext, spec: SelectionSpec):
+    backbone = getattr(context.resources, spec.backbone_key)
+
+    def score(store, key: str, targets: list[str]):
+        return steps.distilled_scores(store, key, targets, backbone.load())
+
+    return shard_scores_run(context, storage_of(context, spec), spec, score)

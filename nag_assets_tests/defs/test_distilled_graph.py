@@ -1,0 +1,168 @@
+"""`scorer: distilled` in the graph: the backbone reads only the hashed sample of each shard
+(never shard_nag), a new shard adds only its own sample's pass, a new target trains only its
+own scorer and runs no backbone over shards, and the default graph is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from nag_assets.component import NagSelection
+from nag_assets.defs.distilled import DistillConfig
+from nag_assets.pipeline.mixture import read_mixture
+from nag_assets.sources.files import InputError
+from nag_assets_tests.defs.helpers import (
+    Graph,
+    expected_selection,
+    pairs,
+    read_scores,
+    science_texts,
+    write_jsonl,
+)
+
+FRACTION, SEED = 0.5, 3
+DISTILLED = NagSelection(
+    name="", scorer="distilled", distill=DistillConfig(sample_fraction=FRACTION, sample_seed=SEED)
+)
+
+
+def in_sample(shard: str, doc_id: str) -> bool:
+    """The draw, from its definition: blake2b-64 of (seed, shard, id), its top 53 bits."""
+    h = hashlib.blake2b(f"{SEED}\0{shard}\0{doc_id}".encode(), digest_size=8).digest()
+    return (int.from_bytes(h, "little") >> 11) / 2**53 < FRACTION
+
+
+def sampled_texts(g: Graph, shard: str) -> list[str]:
+    docs = pl.read_parquet(g.root / "shards" / f"{shard}.parquet")
+    return [t for i, t in zip(docs["id"], docs["text"]) if in_sample(shard, i)]
+
+
+def target_texts(g: Graph, target: str) -> list[str]:
+    return pl.read_parquet(g.root / "assets" / "target_dataset" / f"{target}.parquet")["text"]
+
+
+def extracted(calls: list[list[str]]) -> list[str]:
+    return sorted(t for call in calls for t in call)
+
+
+def materializations(g: Graph, asset: str, partition: str) -> int:
+    return len(
+        g.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]),
+            limit=100,
+        ).records
+    )
+
+
+@pytest.fixture
+def graph(make_graph, extraction_calls: list) -> Graph:
+    g = make_graph(selection=DISTILLED)
+    g.step()
+    return g
+
+
+@pytest.mark.slow
+def test_the_backbone_reads_targets_and_the_sample_only(graph: Graph, extraction_calls) -> None:
+    shards = graph.partitions("shards")
+    expected = list(target_texts(graph, "arc_easy"))
+    expected += [t for s in shards for t in sampled_texts(graph, s)]
+    assert 20 < len(expected) - 20 < 70  # about half of the 90 documents
+    assert extracted(extraction_calls) == sorted(expected)
+    assert not (graph.root / "assets" / "shard_nag").exists()
+    # the mixture is the budgeted selection over the distilled shard_scores tables
+    scores = read_scores(graph.root)
+    assert sorted(set(scores["shard"])) == shards
+    assert pairs(read_mixture(graph.storage)) == expected_selection(scores, ["arc_easy"])
+    meta = graph.latest_metadata("selected_mixture")
+    assert meta["scorer"] == "distilled" and "distilled_scorer" in meta["inputs"]
+    assert graph.check_evaluations()[("selected_mixture", "budget_holds")] == [True]
+
+
+@pytest.mark.slow
+def test_a_new_shard_adds_only_its_own_sample(graph: Graph, wiki_pool, extraction_calls) -> None:
+    extraction_calls.clear()
+    wiki_pool.slice(150, 30).write_parquet(graph.root / "shards" / "extra.parquet")
+    graph.step()
+    assert extracted(extraction_calls) == sorted(sampled_texts(graph, "extra"))
+    assert materializations(graph, "shard_scores", "extra") == 1
+    # every shard, the new one too, scored by the scorers retrained on the larger sample
+    versions = graph.latest_metadata("selected_mixture")["input_versions"]
+    assert sorted(versions["shard_scores_file"]) == graph.partitions("shards")
+    scores = read_scores(graph.root)
+    assert pairs(read_mixture(graph.storage)) == expected_selection(scores, ["arc_easy"])
+    assert not (graph.root / "assets" / "shard_nag").exists()
+
+
+@pytest.mark.slow
+def test_a_new_target_trains_only_its_own_scorer(graph: Graph, extraction_calls) -> None:
+    extraction_calls.clear()
+    write_jsonl(graph.root / "targets" / "water.jsonl", science_texts(12))
+    graph.step()
+    assert extracted(extraction_calls) == sorted(science_texts(12))  # no shard document
+    assert materializations(graph, "distilled_scorer", "water") == 1
+    assert materializations(graph, "distilled_scorer", "arc_easy") == 1
+    mix = read_mixture(graph.storage)
+    assert set(mix["target"]) == {"arc_easy", "water"}
+
+
+@pytest.mark.slow
+def test_a_rerun_requests_no_work(graph: Graph, extraction_calls) -> None:
+    extraction_calls.clear()
+    sensor_runs, auto_runs = graph.step()
+    assert sensor_runs == [] and auto_runs == [] and extraction_calls == []
+
+
+@pytest.mark.slow
+def test_the_sensor_asks_for_the_sample_not_shard_nag(graph: Graph) -> None:
+    sensor = graph.defs.resolve_sensor_def("pool_sensor")
+    keys = {k.to_user_string() for k in sensor.asset_selection.resolve(graph.defs.assets)}
+    assert "distill_sample" in keys and "shard_nag" not in keys
+    nag_keys = {a.key.to_user_string() for a in NagSelection(name="").definitions().assets}
+    assert {"shard_nag", "shard_scores"} <= nag_keys and "distill_sample" not in nag_keys
+
+
+@pytest.mark.parametrize(
+    ("selection", "env", "message"),
+    [
+        ({"scorer": "fast"}, {}, r"scorer 'fast' must be one of \['nag', 'distilled'\]"),
+        ({}, {"NAG_SCORER": "bogus"}, r"scorer 'bogus' must be one of"),
+        ({"distill": {"sample_fraction": 0}}, {}, r"sample_fraction 0(\.0)? must be in \(0, 1\]"),
+        ({"distill": {"sample_fraction": 1.5}}, {}, r"sample_fraction 1.5 must be in \(0, 1\]"),
+        ({}, {"NAG_SAMPLE_FRACTION": "a tenth"}, r"NAG_SAMPLE_FRACTION='a tenth' is not a float"),
+        ({"distill": {"features": "pixels"}}, {}, r"distill features 'pixels' must be one of"),
+    ],
+)
+def test_bad_settings_are_named(selection: dict, env: dict, message: str, monkeypatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if "distill" in selection:
+        selection = {**selection, "distill": DistillConfig(**selection["distill"])}
+    with pytest.raises(InputError, match=message):
+        NagSelection(name="", **selection).definitions()
+
+
+def test_yaml_then_env_then_default(monkeypatch) -> None:
+    assert DistillConfig().scoring().scorer == "nag"
+    monkeypatch.setenv("NAG_SCORER", "distilled")
+    monkeypatch.setenv("NAG_SAMPLE_FRACTION", "0.25")
+    scoring = DistillConfig().scoring()
+    assert (scoring.scorer, scoring.sample.fraction, scoring.sample.seed) == ("distilled", 0.25, 0)
+    yaml = DistillConfig(sample_fraction=0.05).scoring("nag")
+    assert (yaml.scorer, yaml.sample.fraction) == ("nag", 0.05)
+
+
+def test_the_yaml_chooses_the_scorer_and_names_its_assets() -> None:
+    sel = NagSelection.resolve_from_yaml(
+        "name: team\nscorer: distilled\ndistill: {sample_fraction: 0.05, sample_seed: 2}\n"
+    )
+    defs = sel.definitions()
+    keys = {a.key.to_user_string() for a in defs.assets}
+    assert {"team/distill_sample", "team/distilled_scorer", "team/shard_scores"} <= keys
+    assert "team/shard_nag" not in keys
+    node = defs.resolve_asset_graph().get(dg.AssetKey(["team", "distill_sample"]))
+    assert node.pools == {"team_backbone"}  # the backbone's pool, like shard_nag's
+    scoring = sel.distill.scoring(sel.scorer)
+    assert (scoring.sample.fraction, scoring.sample.seed) == (0.05, 2)
