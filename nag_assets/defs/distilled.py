@@ -185,6 +185,6 @@ def _distilled_scores(context: dg.AssetExecutionContext, spec: SelectionSpec):
     backbone = getattr(context.resources, spec.backbone_key)
 
     def score(store, key: str, targets: list[str]):
-        return steps.distilled_scores(store, key, targets, backbone.load())
+        return steps.distilled_scores(store, key, targets, backbone.load(), backbone.chunk_rows)
 
     return shard_scores_run(context, storage_of(context, spec), spec, score)

@@ -43,11 +43,11 @@ from nag_assets.pipeline.layout import (
     scorer_model,
     table,
 )
-from nag_assets.pipeline.shards import read_shard
-from nag_assets.pipeline.stream import NagTally, write_nag_stream
+from nag_assets.pipeline.shards import plan_shard
+from nag_assets.pipeline.stream import NagTally, iter_documents, write_nag_stream
 from nag_assets.pipeline.targets import load_profile
-from nag_assets.sources.chunks import plan_file
-from nag_assets.sources.files import InputError, read_documents
+from nag_assets.sources.chunks import CHUNK_ROWS, FilePlan, plan_file
+from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage, check_key, digest
 
 SCORERS = ("nag", "distilled")  # nag: shard_nag on every shard (the paper); distilled: this
@@ -96,18 +96,17 @@ def distill_sample(
 ) -> StepResult:
     """The NAGs of the shard's sampled documents (written like a shard_nag table), and their
     texts under `_docs/`: the only backbone pass of the distilled path."""
-    name, data, sha = read_shard(storage, key)
-    docs = read_documents(data, name, key)
-    if docs.height == 0:
+    shard = plan_shard(storage, key, settings.chunk_rows)
+    name, sha = shard.name, shard.sha256
+    if shard.rows == 0:
         raise InputError(f"{name}: the shard holds no documents")
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("distill_sample", CODE_VERSION, sha, fp, sample.fraction, sample.seed)
     out = table(DISTILL_SAMPLE, key)
-    facts = {"file": name, "shard_documents": docs.height}
+    facts = {"file": name, "shard_documents": shard.rows}
     if is_current(storage, version, *out):
         return StepResult(version, True, {**facts, "documents_extracted": 0})
-    mask = distill.draw({key: docs["id"].to_list()}, sample)[key]
-    picked = docs.filter(pl.Series(mask)).select("id", "text")
+    picked = _draw_sample(shard, sample)
     storage.write_parquet(picked, *sample_docs(key), meta={"version": version})
     footer = nag_footer(version, backbone, settings, fp, file=name, sha256=sha)
     tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
@@ -130,6 +129,20 @@ def distill_sample(
         False,
         {**facts, "documents_extracted": tally.documents, "nag_tokens": tally.nag_tokens},
     )
+
+
+def _draw_sample(shard: FilePlan, sample: distill.SampleSettings) -> pl.DataFrame:
+    """(id, text) of the shard's sampled documents, read chunk by chunk: only the sample's
+    texts are held (a fraction draws each document on its own, so chunks draw alone)."""
+    if sample.fraction is None:
+        raise InputError("distill_sample draws each shard on its own: set sample_fraction")
+    picked = [
+        docs.filter(
+            pl.Series(distill.draw({shard.key: docs["id"].to_list()}, sample)[shard.key])
+        ).select("id", "text")
+        for docs in iter_documents(shard)
+    ]
+    return pl.concat(picked, rechunk=True)
 
 
 def _sample_rows(storage: Storage, shard: str, footer: NagFooter) -> tuple[list[str], np.ndarray]:
@@ -233,11 +246,16 @@ def load_scorers(
 
 
 def distilled_scores(
-    storage: Storage, key: str, targets: Sequence[str], backbone: Backbone
+    storage: Storage,
+    key: str,
+    targets: Sequence[str],
+    backbone: Backbone,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> StepResult:
     """The shard's `shard_scores` table from the targets' distilled scorers: tokens counted
     with the backbone's tokenizer (as shard_nag counts them), scores from text, no forward
-    pass. A target without a scorer yet is left out and reported."""
+    pass, the shard read `chunk_rows` documents at a time. A target without a scorer yet is
+    left out and reported."""
     check_key(key)
     if not targets:
         raise InputError("no targets: add a target file under targets/ first")
@@ -246,7 +264,10 @@ def distilled_scores(
         raise InputError(
             f"no target has a distilled_scorer yet ({', '.join(waiting)}): see those runs"
         )
-    name, data, sha = read_shard(storage, key)
+    shard = plan_shard(storage, key, chunk_rows)
+    name, sha = shard.name, shard.sha256
+    if shard.rows == 0:
+        raise InputError(f"{name}: the shard holds no documents")
     ready = sorted(footers)
     versions = {t: footers[t].version for t in ready}
     version = digest("shard_scores", "distilled", CODE_VERSION, sha, sorted(versions.items()))
@@ -254,18 +275,20 @@ def distilled_scores(
     left_out = {"targets_without_scorer": ", ".join(waiting)} if waiting else {}
     if is_current(storage, version, *out):
         return StepResult(version, True, {"targets": len(ready), **left_out})
-    docs = read_documents(data, name, key)
-    if docs.height == 0:
-        raise InputError(f"{name}: the shard holds no documents")
     scorers = [
         distill.DistilledScorer.from_bytes(storage.read_bytes(*scorer_model(t, versions[t])))
         for t in ready
     ]
-    texts = docs["text"].to_list()
-    scores = _score(scorers, backbone, texts)
-    df = pl.DataFrame({"id": docs["id"], "tokens": backbone.count_tokens(texts)}).hstack(
-        [pl.Series(t, scores[:, i]) for i, t in enumerate(ready)]
-    )
+    parts = []
+    for docs in iter_documents(shard):
+        texts = docs["text"].to_list()
+        scores = _score(scorers, backbone, texts)
+        parts.append(
+            pl.DataFrame({"id": docs["id"], "tokens": backbone.count_tokens(texts)}).hstack(
+                [pl.Series(t, scores[:, i]) for i, t in enumerate(ready)]
+            )
+        )
+    df = pl.concat(parts, rechunk=True)
     target_versions = {t: footers[t].target_version for t in ready}
     footer = ShardScoresFooter(version, ready, target_versions, name, sha, None, versions)
     storage.write_parquet(df, *out, meta=footer.to_meta())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,6 +112,19 @@ class UniqueIds:
             ids.append(docs["id"])
             lines.extend(frame.lines or [])
         duplicate_ids_error(pl.concat(ids), self.plan.name, lines or None)
+
+
+def iter_documents(plan: FilePlan) -> Iterator[pl.DataFrame]:
+    """The file's documents chunk by chunk, checked as shard_nag checks them (text, ids unique
+    across the whole file): for steps that read texts but never hold a whole shard."""
+    if plan.rows == 0:
+        raise InputError(f"{plan.name}: the file holds no documents")
+    ids = UniqueIds(plan)
+    for frame in iter_frames(plan):
+        ref = frame.ref
+        docs = normalize(frame.df, ref.name, ref.key, frame.lines, None, ref.first_row)
+        ids.add(docs["id"])
+        yield docs
 
 
 def _holds(run: np.ndarray, values: np.ndarray) -> bool:

@@ -229,3 +229,31 @@ def test_a_retrain_killed_before_its_footer_leaves_the_old_model_in_force(
     (store_root := Path(store.root)).joinpath("assets/shard_scores/s0.parquet").unlink()
     distilled.distilled_scores(store, "s0", TARGETS, backbone)  # with the model in force
     assert (store_root / "assets/shard_scores/s0.parquet").read_bytes() == scores
+
+
+def test_chunked_reads_give_the_same_tables(store: Storage, tmp_path: Path, backbone) -> None:
+    """Shards read 7 documents at a time (chunks cut inside every shard) write the same score
+    tables, byte for byte, and the same sample rows (its file's row groups follow the chunks),
+    as the default one-chunk read."""
+    other = make_root(tmp_path / "chunked", backbone)
+    small = NagSettings(top_k=SETTINGS.top_k, chunk_rows=7)
+    for s in SHARDS:
+        distilled.distill_sample(other, s, backbone, small, SAMPLE)
+    for t in TARGETS:
+        distilled.distilled_scorer(other, t, SHARDS, backbone, MODEL)
+    for s in SHARDS:
+        distilled.distilled_scores(other, s, TARGETS, backbone, chunk_rows=7)
+    for s in SHARDS:
+        path = f"assets/shard_scores/{s}.parquet"
+        assert storage_bytes(other, path) == storage_bytes(store, path), path
+        for parts in (("assets", "distill_sample", f"{s}.parquet"), distilled.sample_docs(s)):
+            assert other.read_parquet(*parts).equals(store.read_parquet(*parts)), parts
+
+
+def test_an_id_repeated_in_a_later_chunk_is_named(tmp_path: Path, backbone: Backbone) -> None:
+    storage = make_root(tmp_path, backbone)
+    lines = [json.dumps({"id": f"d{i % 9}", "text": f"leaf {i}"}) for i in range(12)]
+    (tmp_path / "shards" / "s0.jsonl").write_text("\n".join(lines) + "\n")
+    small = NagSettings(top_k=SETTINGS.top_k, chunk_rows=5)
+    with pytest.raises(InputError, match=r"s0\.jsonl.*d0"):
+        distilled.distill_sample(storage, "s0", backbone, small, SAMPLE)
