@@ -277,3 +277,16 @@ def demo_graph(args, prefix: str):
         backbone.load()
         load_s = time.perf_counter() - start
         yield tmp, root, build_defs(StorageResource(root=str(root)), backbone), load_s
+
+
+QWEN3_1_7B = dict(  # Qwen/Qwen3-1.7B config.json, the shapes that set the cost
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=151936,
+    max_position_embeddings=40960,
+    tie_word_embeddings=True,
+)

@@ -24,18 +24,6 @@ import torch
 from nag_assets.nag import extract_nags, from_model, load_backbone
 from nag_assets.sources.wiki import load_wiki_leads
 
-QWEN3_1_7B = dict(  # Qwen/Qwen3-1.7B config.json, the shapes that set the cost
-    hidden_size=2048,
-    intermediate_size=6144,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=151936,
-    max_position_embeddings=40960,
-    tie_word_embeddings=True,
-)
-
 
 def rate(backbone, texts: list[str], batch_size: int, rounds: int = 2) -> float:
     """Best tokens/s over `rounds` (after a warm-up), real tokens only."""
@@ -53,7 +41,7 @@ def rate(backbone, texts: list[str], batch_size: int, rounds: int = 2) -> float:
 def qwen3_shaped(tokenizer):
     from transformers import AutoModelForCausalLM, Qwen3Config
 
-    config = Qwen3Config(**QWEN3_1_7B)
+    config = Qwen3Config(**_bench.QWEN3_1_7B)
     with torch.device("cuda"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     return from_model(model, tokenizer, name="qwen3-1.7b-shaped (random)", device="cuda",

@@ -85,17 +85,7 @@ def qwen3_shaped(folder: Path) -> str:
     from nag_assets.nag.backbone import embedded_folder
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_folder())
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=2048,
-        intermediate_size=6144,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        max_position_embeddings=40960,
-        tie_word_embeddings=True,
-    )
+    config = Qwen3Config(**{**_bench.QWEN3_1_7B, "vocab_size": len(tokenizer)})
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)

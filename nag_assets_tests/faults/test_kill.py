@@ -52,10 +52,15 @@ def _kill_mid_run(root: Path, model_dir: Path, mode: str, tmp: Path) -> None:
     """Start killable_run, wait for its signal, SIGKILL it."""
     ready = tmp / f"ready-{mode.replace('/', '_')}"
     log = tmp / "child.log"
+    _kill_at_signal([CHILD, str(root), str(model_dir), str(ready), mode], ready, log)
+
+
+def _kill_at_signal(args: list[str], ready: Path, log: Path) -> None:
+    """Run `python -m *args`, SIGKILL it once it creates `ready` (its kill point)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD, str(root), str(model_dir), str(ready), mode],
+            [sys.executable, "-m", *args],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -175,26 +180,8 @@ def test_killed_mid_shard_stream_keeps_the_previous_version(
     assert not pool_rows.equals(wiki_pool.slice(48, 48))
 
     ready, log = tmp_path / "ready", tmp_path / "child.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "nag_assets_tests.faults.killable_shard"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*cmd, str(root), str(tiny_model_dir), str(ready), "8"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while not ready.exists():
-                assert proc.poll() is None, f"child exited early:\n{log.read_text()[-3000:]}"
-                assert time.monotonic() < deadline, "child never reached the kill point"
-                time.sleep(0.05)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    shard_child = "nag_assets_tests.faults.killable_shard"
+    _kill_at_signal([shard_child, str(root), str(tiny_model_dir), str(ready), "8"], ready, log)
 
     folder = root / "assets" / "shard_nag"
     assert len(_temps(folder)) == 1  # the stream's unfinished file, never published
