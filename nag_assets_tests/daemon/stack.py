@@ -7,20 +7,18 @@ webserver load deploy/workspace.yaml. The code server serves `nag_assets_tests.d
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nag_assets_tests.daemon.postgres import Postgres
-from nag_assets_tests.ui.site import CHECKOUT, free_port
+from nag_assets_tests.ui.site import CHECKOUT, free_port, graphql
 
 DEPLOY = CHECKOUT / "deploy"
 TOP_K = 4
@@ -121,15 +119,7 @@ class Deployment:
             self.kill(name, signal.SIGTERM)
 
     def graphql(self, query: str) -> dict:
-        body = json.dumps({"query": query}).encode()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.web_port}/graphql", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            out = json.loads(resp.read())
-        if out.get("errors"):
-            raise RuntimeError(out["errors"])
-        return out["data"]
+        return graphql(f"http://127.0.0.1:{self.web_port}", query)
 
     def wait_webserver(self, timeout: float = 180) -> None:
         """Until the webserver answers and has loaded the code location from the code server."""

@@ -136,15 +136,7 @@ class DagsterUI:
         self._log.close()
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        req = urllib.request.Request(
-            f"{self.url}/graphql", body, {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            out = json.loads(resp.read())
-        if out.get("errors"):
-            raise RuntimeError(out["errors"])
-        return out["data"]
+        return graphql(self.url, query, variables)
 
     def _wait_loaded(self, timeout: float) -> None:
         """Until the webserver answers and the code location has loaded."""
@@ -175,3 +167,14 @@ if __name__ == "__main__":
         _materialize()
     else:
         raise SystemExit("usage: python -m nag_assets_tests.ui.site materialize")
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """The `data` of one query to the webserver at `url`; its errors raise."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        out = json.loads(resp.read())
+    if out.get("errors"):
+        raise RuntimeError(out["errors"])
+    return out["data"]
