@@ -132,6 +132,7 @@ DEFS_YAML = textwrap.dedent(
       # scorer: distilled  # nag (default: the backbone over every document) | distilled
       # distill:           # scorer: distilled: the backbone reads only this sample
       #   sample_fraction: 0.1   # of each shard, by a hash of (seed, shard, id)
+      #   sample_shards: ["*"]   # the shards it learns from; others: no backbone at all
     """
 )
 

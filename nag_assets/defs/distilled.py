@@ -23,7 +23,8 @@ from nag_assets.storage import digest
 
 class DistillConfig(dg.Config):
     """The distilled scorer's settings (the component's `distill:`); unset: NAG_SAMPLE_FRACTION,
-    NAG_SAMPLE_SEED, NAG_DISTILL_FEATURES, then the defaults."""
+    NAG_SAMPLE_SEED, NAG_SAMPLE_SHARDS (comma-separated), NAG_DISTILL_FEATURES, then the
+    defaults."""
 
     sample_fraction: float | None = Field(
         default=None,
@@ -31,6 +32,12 @@ class DistillConfig(dg.Config):
         "by a hash of (seed, shard, id), so a new shard adds only its own sample.",
     )
     sample_seed: int | None = Field(default=None, description="Seed of the sample (default 0).")
+    sample_shards: list[str] | None = Field(
+        default=None,
+        description="Shard names or fnmatch patterns the sample is drawn from (default: every "
+        "shard). A shard outside them is scored by the scorers as they are, with no backbone "
+        "pass and no retraining: freeze the sample to the shards you have, e.g. ['cc-2026-*'].",
+    )
     features: str | None = Field(
         default=None, description="tokens+words (default) | tokens | words: what the model reads"
     )
@@ -44,6 +51,8 @@ class DistillConfig(dg.Config):
         env = os.environ.get
         fraction = _number(self.sample_fraction, "NAG_SAMPLE_FRACTION", float, 0.1)
         seed = _number(self.sample_seed, "NAG_SAMPLE_SEED", int, 0)
+        listed = env("NAG_SAMPLE_SHARDS")  # comma-separated
+        shards = self.sample_shards or (listed.split(",") if listed else distill.ALL_SHARDS)
         given = {k: getattr(self, k) for k in ("ngrams", "buckets", "alpha")}
         model = distill.DistillSettings(
             features=self.features or env("NAG_DISTILL_FEATURES") or "tokens+words",
@@ -51,7 +60,7 @@ class DistillConfig(dg.Config):
         )
         return steps.Scoring(
             scorer or env("NAG_SCORER") or "nag",
-            distill.SampleSettings(fraction=fraction, seed=seed),
+            distill.SampleSettings(fraction=fraction, seed=seed, shards=tuple(shards)),
             model,
         )
 
@@ -72,15 +81,16 @@ DISTILL_SAMPLE_DOC = """scorer: distilled. The NAGs of a deterministic sample of
 document in it when a hash of (seed, shard, id) falls below `sample_fraction`), written like
 shard_nag, with the sampled texts. The only backbone pass of the distilled path (pool
 `backbone`): a tenth of the shard at the default fraction. Target-independent: a new target
-never reruns it; a new shard adds only its own sample.
+never reruns it; a new shard adds only its own sample, and a shard outside `sample_shards`
+none (it reads nothing).
 
 Metadata: `documents_extracted`, `shard_documents`, `nag_tokens`, `source_version`."""
 
 DISTILLED_SCORER_DOC = """scorer: distilled. The target's distilled scorer: a ridge regression
 (scikit-learn) from what the NAG reads (the first max_tokens backbone tokens: their input
 embeddings' mean, folded into one weight per vocabulary token, and hashed word 1-2-grams) onto
-the rank of the NAG score against this target's profile, learnt on every shard's
-distill_sample. Versioned by the samples, the target's profile and the settings; a new target
+the rank of the NAG score against this target's profile, learnt on the distill_sample of
+every shard `sample_shards` covers (default: all). Versioned by the samples, the target's profile and the settings; a new target
 trains only its own partition. Loads the backbone for its tokenizer and embeddings, never
 runs it. Trade-off (benchmarks/distilled.py, 8k Wikipedia leads): scoring a document costs
 ~1/600 of the backbone pass, so the whole pass costs about the sample's share of full NAG's;
@@ -130,18 +140,13 @@ def distilled_assets(spec: SelectionSpec, candidate_shard) -> list[dg.AssetsDefi
         description=DISTILLED_SCORER_DOC,
     )
     def distilled_scorer(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        storage, backbone = resources(context, spec)
-        shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
-        step = steps.distilled_scorer(
-            storage.storage(), context.partition_key, shards, backbone.load(), scoring.model
-        )
-        return result(step)
+        return _distilled_scorer(context, spec)
 
     @dg.asset(
         key=spec.key("shard_scores"),
         partitions_def=spec.shards,
         deps=[
-            distill_sample,
+            candidate_shard,
             dg.AssetDep(distilled_scorer, partition_mapping=dg.AllPartitionMapping()),
         ],
         group_name=spec.named("selection"),
@@ -158,9 +163,23 @@ def distilled_assets(spec: SelectionSpec, candidate_shard) -> list[dg.AssetsDefi
     return [distill_sample, distilled_scorer, shard_scores]
 
 
-def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
+def _distilled_scorer(context: dg.AssetExecutionContext, spec: SelectionSpec):
     storage, backbone = resources(context, spec)
-    key, store, settings = context.partition_key, storage.storage(), backbone.settings()
+    shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
+    scoring = spec.scoring
+    step = steps.distilled_scorer(
+        storage.storage(), context.partition_key, shards, backbone.load(), scoring.model,
+        scoring.sample,
+    )  # fmt: skip
+    return result(step)
+
+
+def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
+    key, sample = context.partition_key, spec.scoring.sample
+    if not sample.covers(key):  # before any resource: no backbone is loaded for it
+        return result(steps.outside_sample(key, sample))
+    storage, backbone = resources(context, spec)
+    store, settings = storage.storage(), backbone.settings()
     start = time.monotonic()
     model, extractor = extraction(
         executor_of(context, spec).settings(), backbone.spec(), backbone.load, store, settings

@@ -19,7 +19,11 @@ def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
         name=spec.named("pool_sensor"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        asset_selection=[spec.key("target_dataset"), spec.shard_pass, spec.key("selected_mixture")],
+        asset_selection=[
+            spec.key("target_dataset"),
+            *spec.shard_passes,
+            spec.key("selected_mixture"),
+        ],
         required_resource_keys={spec.storage_key},
         description="Watches targets/ and shards/: new files add partitions and request runs, "
         "changed files request their own partition, removed files remove their partition.",
@@ -33,9 +37,9 @@ def pool_sensor(spec: SelectionSpec) -> dg.SensorDefinition:
 
 
 def _watched(spec: SelectionSpec) -> tuple:
-    """(folder, its partition set, the asset a new or changed file requests)."""
+    """(folder, its partition set, the asset a new or changed file requests, by its key)."""
     return (
-        ("targets", spec.targets, spec.key("target_dataset")),
+        ("targets", spec.targets, lambda _: spec.key("target_dataset")),
         ("shards", spec.shards, spec.shard_pass),
     )
 
@@ -52,13 +56,13 @@ def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: S
         todo = [
             k
             for k in found.added
-            if k not in existing or not _done(context, first, k, found.seen[k], store, folder)
+            if k not in existing or not _done(context, first(k), k, found.seen[k], store, folder)
         ]
         for k in [*todo, *found.changed]:
             version = found.seen[k]["version"]
             runs.append(
                 dg.RunRequest(
-                    run_key=f"{folder}:{k}:{version}", partition_key=k, asset_selection=[first]
+                    run_key=f"{folder}:{k}:{version}", partition_key=k, asset_selection=[first(k)]
                 )
             )
             if folder == "shards":

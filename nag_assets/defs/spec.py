@@ -53,11 +53,21 @@ class SelectionSpec:
     def backbone_pool(self) -> str:
         return self.pool or self.named("backbone")
 
+    def shard_pass(self, shard: str) -> dg.AssetKey:
+        """The first asset a new or changed shard needs: shard_nag; with the distilled scorer
+        its sample's backbone pass (distill_sample), or for a shard outside `sample_shards`
+        shard_scores straight away (no backbone)."""
+        if not self.scoring.distilled:
+            return self.key("shard_nag")
+        covered = self.scoring.sample.covers(shard)
+        return self.key("distill_sample" if covered else "shard_scores")
+
     @property
-    def shard_pass(self) -> dg.AssetKey:
-        """The backbone pass a new or changed shard needs: shard_nag, or with the distilled
-        scorer its sample's (distill_sample)."""
-        return self.key("distill_sample" if self.scoring.distilled else "shard_nag")
+    def shard_passes(self) -> list[dg.AssetKey]:
+        """Every asset `shard_pass` may name (what the pool sensor may request)."""
+        if not self.scoring.distilled:
+            return [self.key("shard_nag")]
+        return [self.key("distill_sample"), self.key("shard_scores")]
 
     @property
     def nag_code_version(self) -> str:

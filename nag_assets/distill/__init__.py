@@ -19,9 +19,10 @@ from nag_assets.distill.model import (
     merge,
     train,
 )
-from nag_assets.distill.sample import SampleSettings, draw, sample_keys
+from nag_assets.distill.sample import ALL_SHARDS, SampleSettings, draw, sample_keys
 
 __all__ = [
+    "ALL_SHARDS",
     "FEATURES",
     "DistillSettings",
     "DistilledScorer",

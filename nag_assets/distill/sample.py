@@ -4,10 +4,13 @@ A document is in the sample by a hash of (seed, shard, id) alone, so the draw is
 however the pool is sharded or ordered, and adding a shard never changes who is sampled in
 the others (with a fraction). With a count, the `size` documents of smallest hash are taken
 over the whole pool: exact in size, but a new shard can displace some of the old picks.
+`shards` (name patterns) limits the draw to the shards that match: a shard outside them adds
+nothing to the sample, so it never needs the backbone.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,14 +19,19 @@ import numpy as np
 
 from nag_assets.sources.files import InputError
 
+ALL_SHARDS = ("*",)
+
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """`fraction` of the pool (each document independently), or exactly `size` documents."""
+    """`fraction` of the pool (each document independently), or exactly `size` documents,
+    drawn from the shards whose names match one of `shards` (fnmatch patterns; all by
+    default)."""
 
     fraction: float | None = 0.1
     size: int | None = None
     seed: int = 0
+    shards: tuple[str, ...] = ALL_SHARDS
 
     def __post_init__(self) -> None:
         if (self.fraction is None) == (self.size is None):
@@ -37,6 +45,15 @@ class SampleSettings:
             raise InputError(f"sample_fraction {self.fraction!r} must be in (0, 1]")
         if self.size is not None and not (isinstance(self.size, int) and self.size > 0):
             raise InputError(f"sample_size {self.size!r} must be a whole number > 0")
+        if not self.shards or not all(isinstance(p, str) and p.strip() for p in self.shards):
+            raise InputError(
+                f"sample_shards {list(self.shards)!r} must be one or more shard names or "
+                "patterns (e.g. 'train-*')"
+            )
+
+    def covers(self, shard: str) -> bool:
+        """Whether the shard's documents may be drawn (its name matches a pattern)."""
+        return any(fnmatch.fnmatchcase(shard, p) for p in self.shards)
 
 
 def sample_keys(shard: str, ids: Sequence[str], seed: int = 0) -> np.ndarray:
@@ -51,12 +68,13 @@ def sample_keys(shard: str, ids: Sequence[str], seed: int = 0) -> np.ndarray:
 
 def draw(pool: Mapping[str, Sequence[str]], settings: SampleSettings) -> dict[str, np.ndarray]:
     """shard -> (n,) bool mask over its ids (in their order): in the sample or not."""
-    keys = {s: sample_keys(s, ids, settings.seed) for s, ids in pool.items()}
+    keys = {s: sample_keys(s, ids, settings.seed) for s, ids in pool.items() if settings.covers(s)}
     if settings.fraction is not None:
-        return {s: k < settings.fraction for s, k in keys.items()}
-    everything = np.concatenate([k for k in keys.values()] or [np.zeros(0)])
-    if settings.size >= len(everything):
-        return {s: np.ones(len(k), dtype=bool) for s, k in keys.items()}
-    # the size-th smallest key; keys are distinct up to a 2^-53 collision
-    threshold = np.partition(everything, settings.size - 1)[settings.size - 1]
-    return {s: k <= threshold for s, k in keys.items()}
+        picked = {s: k < settings.fraction for s, k in keys.items()}
+    else:
+        everything = np.concatenate([k for k in keys.values()] or [np.zeros(0)])
+        # the size-th smallest key; keys are distinct up to a 2^-53 collision
+        size = min(settings.size, len(everything))
+        threshold = np.partition(everything, size - 1)[size - 1] if size else -1.0
+        picked = {s: k <= threshold for s, k in keys.items()}
+    return {s: picked.get(s, np.zeros(len(ids), dtype=bool)) for s, ids in pool.items()}

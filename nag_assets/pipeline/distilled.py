@@ -95,7 +95,10 @@ def distill_sample(
     extractor: Extractor | None = None,
 ) -> StepResult:
     """The NAGs of the shard's sampled documents (written like a shard_nag table), and their
-    texts under `_docs/`: the only backbone pass of the distilled path."""
+    texts under `_docs/`: the only backbone pass of the distilled path. A shard outside
+    `sample.shards` is not read and writes nothing."""
+    if not sample.covers(key):
+        return outside_sample(key, sample)
     shard = plan_shard(storage, key, settings.chunk_rows)
     name, sha = shard.name, shard.sha256
     if shard.rows == 0:
@@ -131,6 +134,13 @@ def distill_sample(
     )
 
 
+def outside_sample(key: str, sample: distill.SampleSettings) -> StepResult:
+    """distill_sample of a shard that `sample_shards` leaves out: no read, no backbone."""
+    check_key(key)
+    note = f"{key} matches none of sample_shards {list(sample.shards)}: scored, never sampled"
+    return StepResult(digest("outside_sample", *sample.shards), True, {"in_sample": note})
+
+
 def _draw_sample(shard: FilePlan, sample: distill.SampleSettings) -> pl.DataFrame:
     """(id, text) of the shard's sampled documents, read chunk by chunk: only the sample's
     texts are held (a fraction draws each document on its own, so chunks draw alone)."""
@@ -163,24 +173,16 @@ def distilled_scorer(
     shards: Sequence[str],
     backbone: Backbone,
     model: distill.DistillSettings,
+    sample: distill.SampleSettings | None = None,
 ) -> StepResult:
-    """Train the target's scorer on every shard's sample, labelled by the sample's NAG scores
-    against the target's profile. Loads the backbone for its tokenizer and input
-    embeddings, never runs it. Shards without a sample yet are left out and reported."""
+    """Train the target's scorer on the sample of every shard that `sample.shards` covers,
+    labelled by the sample's NAG scores against the target's profile. Loads the backbone for
+    its tokenizer and input embeddings, never runs it. Shards without a sample yet are left
+    out and reported; shards outside `sample.shards` never change the scorer."""
     check_key(target)
     profile, tfoot = load_profile(storage, target)
-    samples, waiting = {}, []
-    for s in sorted(shards):
-        footer = NagFooter.read(storage, DISTILL_SAMPLE, s)
-        if footer is None:
-            waiting.append(s)
-        elif footer.nag_fingerprint != tfoot.nag_fingerprint:
-            raise InputError(
-                f"target_nag[{target}] and distill_sample[{s}] were made with different "
-                "backbones or NAG settings: rematerialize the older one"
-            )
-        else:
-            samples[s] = footer
+    covered = sorted(k for k in shards if sample is None or sample.covers(k))
+    samples, waiting = _samples_of(storage, target, tfoot.nag_fingerprint, covered)
     versions = {s: f.version for s, f in samples.items()}
     settings = dataclasses.asdict(model)
     version = digest(
@@ -188,6 +190,8 @@ def distilled_scorer(
         sorted(settings.items()),
     )  # fmt: skip
     left_out = {"shards_without_sample": ", ".join(waiting)} if waiting else {}
+    if len(covered) < len(shards):
+        left_out["shards_outside_sample"] = len(shards) - len(covered)
     if is_current(storage, version, *scorer_file(target)):
         return StepResult(version, True, {"shards": len(samples), **left_out})
     texts, nags = [], []
@@ -199,6 +203,7 @@ def distilled_scorer(
         raise InputError(
             f"distilled_scorer[{target}]: the samples of {len(samples)} shards hold "
             f"{len(texts)} documents, at least {MIN_SAMPLE} needed: raise sample_fraction"
+            + (f" or widen sample_shards {list(sample.shards)}" if sample else "")
             + (f" or wait for the samples of {', '.join(waiting)}" if waiting else "")
         )
     labels = score_many(np.concatenate(nags), profile[None])
@@ -217,6 +222,26 @@ def distilled_scorer(
         False,
         {"documents": len(texts), "shards": len(samples), "train_spearman": fit, **left_out},
     )
+
+
+def _samples_of(
+    storage: Storage, target: str, fingerprint: str, shards: Sequence[str]
+) -> tuple[dict[str, NagFooter], list[str]]:
+    """(shard -> its sample's footer, shards without a sample yet), checked against the
+    target's backbone and NAG settings."""
+    samples, waiting = {}, []
+    for s in shards:
+        footer = NagFooter.read(storage, DISTILL_SAMPLE, s)
+        if footer is None:
+            waiting.append(s)
+        elif footer.nag_fingerprint != fingerprint:
+            raise InputError(
+                f"target_nag[{target}] and distill_sample[{s}] were made with different "
+                "backbones or NAG settings: rematerialize the older one"
+            )
+        else:
+            samples[s] = footer
+    return samples, waiting
 
 
 def _drop_old_models(storage: Storage, target: str, keep: str) -> None:

@@ -97,6 +97,27 @@ def test_a_new_shard_adds_only_its_own_sample(graph: Graph, wiki_pool, extractio
 
 
 @pytest.mark.slow
+def test_a_shard_outside_sample_shards_needs_no_backbone_and_no_retraining(
+    make_graph, wiki_pool, extraction_calls
+) -> None:
+    frozen = DistillConfig(sample_fraction=FRACTION, sample_seed=SEED, sample_shards=["wiki-*"])
+    g = make_graph(selection=NagSelection(name="", scorer="distilled", distill=frozen))
+    g.step()
+    extraction_calls.clear()
+    wiki_pool.slice(150, 30).write_parquet(g.root / "shards" / "extra.parquet")
+    sensor_runs, _ = g.step()
+    assert extraction_calls == []  # neither its sample nor anything else reaches the backbone
+    assert [r["assets"] for r in sensor_runs] == [["shard_scores"]]
+    assert materializations(g, "distill_sample", "extra") == 0
+    assert materializations(g, "distilled_scorer", "arc_easy") == 1  # not retrained
+    assert materializations(g, "shard_scores", "extra") == 1
+    assert materializations(g, "shard_scores", "wiki-000") == 1  # the old tables stand
+    scores = read_scores(g.root)
+    assert sorted(set(scores["shard"])) == g.partitions("shards")
+    assert pairs(read_mixture(g.storage)) == expected_selection(scores, ["arc_easy"])
+
+
+@pytest.mark.slow
 def test_a_new_target_trains_only_its_own_scorer(graph: Graph, extraction_calls) -> None:
     extraction_calls.clear()
     write_jsonl(graph.root / "targets" / "water.jsonl", science_texts(12))
@@ -152,6 +173,12 @@ def test_yaml_then_env_then_default(monkeypatch) -> None:
     assert (scoring.scorer, scoring.sample.fraction, scoring.sample.seed) == ("distilled", 0.25, 0)
     yaml = DistillConfig(sample_fraction=0.05).scoring("nag")
     assert (yaml.scorer, yaml.sample.fraction) == ("nag", 0.05)
+    assert scoring.sample.shards == ("*",) and scoring.sample.covers("any-shard")
+    monkeypatch.setenv("NAG_SAMPLE_SHARDS", "cc-2026-*,wiki-000")
+    listed = DistillConfig().scoring().sample
+    assert listed.shards == ("cc-2026-*", "wiki-000")
+    assert [listed.covers(k) for k in ("cc-2026-07", "wiki-000", "wiki-001")] == [1, 1, 0]
+    assert DistillConfig(sample_shards=["a*"]).scoring().sample.shards == ("a*",)
 
 
 def test_the_yaml_chooses_the_scorer_and_names_its_assets() -> None:

@@ -17,7 +17,14 @@ from nag_assets import distill
 from nag_assets.nag import Backbone, build_profile, extract_nags, score_many
 from nag_assets.pipeline import distilled, mixture, targets
 from nag_assets.pipeline.common import NagSettings
-from nag_assets.pipeline.layout import SHARD_NAG, ScorerFooter
+from nag_assets.pipeline.layout import (
+    DISTILL_SAMPLE,
+    SHARD_NAG,
+    SHARD_SCORES,
+    ScorerFooter,
+    scorer_model,
+    table,
+)
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
 
@@ -257,3 +264,58 @@ def test_an_id_repeated_in_a_later_chunk_is_named(tmp_path: Path, backbone: Back
     small = NagSettings(top_k=SETTINGS.top_k, chunk_rows=5)
     with pytest.raises(InputError, match=r"s0\.jsonl.*d0"):
         distilled.distill_sample(storage, "s0", backbone, small, SAMPLE)
+
+
+FROZEN = distill.SampleSettings(fraction=0.5, seed=7, shards=("s0",))
+
+
+def test_a_shard_outside_sample_shards_is_scored_without_backbone_or_retraining(
+    store: Storage, tmp_path: Path, backbone: Backbone, extraction_calls: list
+) -> None:
+    """Scorers trained on s0's sample alone; a new shard s2 outside the patterns is never
+    read by the backbone, leaves every scorer as it is, and is scored by them."""
+    storage = store
+    for t in TARGETS:
+        distilled.distilled_scorer(storage, t, SHARDS, backbone, MODEL, FROZEN)
+    before = distilled.current_scorer_versions(storage, TARGETS)
+    s0_only = {t: distilled.distilled_scorer(storage, t, ["s0"], backbone, MODEL) for t in TARGETS}
+    assert before == {t: r.version for t, r in s0_only.items()}  # s1's sample never counted
+    _write(tmp_path, "shards", "s2.jsonl", _texts(5))
+    extraction_calls.clear()
+    outside = distilled.distill_sample(storage, "s2", backbone, SETTINGS, FROZEN)
+    assert outside.skipped and "matches none of sample_shards ['s0']" in outside.facts["in_sample"]
+    assert storage.read_meta(*table(DISTILL_SAMPLE, "s2")) is None  # nothing written
+    for t in TARGETS:
+        again = distilled.distilled_scorer(storage, t, [*SHARDS, "s2"], backbone, MODEL, FROZEN)
+        assert again.skipped and again.version == before[t]
+        assert again.facts["shards_outside_sample"] == 2
+    scored = distilled.distilled_scores(storage, "s2", TARGETS, backbone)
+    assert extraction_calls == []
+    scores = storage.read_parquet(*table(SHARD_SCORES, "s2"))
+    read = distill.hf_reader(backbone.tokenizer, SETTINGS.max_tokens)
+    for t in TARGETS:  # the scorer in force, loaded and applied here
+        footer = ScorerFooter.read_json(storage, t)
+        raw = storage.read_bytes(*scorer_model(t, footer.version))
+        expected = distill.DistilledScorer.from_bytes(raw).score(read, _texts(5))[:, 0]
+        np.testing.assert_allclose(scores[t].to_numpy(), expected, rtol=1e-6)
+    assert not scored.skipped and scores.height == 40
+
+
+def test_a_draw_limited_to_shards_covers_only_them() -> None:
+    pool = {"cc-1": [f"d{i}" for i in range(50)], "cc-2": ["a", "b"], "web-1": ["x"] * 3}
+    by_fraction = distill.draw(pool, distill.SampleSettings(fraction=1.0, shards=("cc-*",)))
+    assert [m.tolist().count(True) for m in by_fraction.values()] == [50, 2, 0]
+    sized = distill.SampleSettings(fraction=None, size=10, shards=("cc-2", "web-*"))
+    by_size = distill.draw(pool, sized)  # 5 documents covered, fewer than the size: all
+    assert [int(m.sum()) for m in by_size.values()] == [0, 2, 3]
+    few = distill.draw(pool, distill.SampleSettings(fraction=None, size=4, shards=("cc-*",)))
+    keys = np.concatenate([distill.sample_keys(s, pool[s]) for s in ("cc-1", "cc-2")])
+    chosen = np.concatenate([few["cc-1"], few["cc-2"]])
+    assert chosen.sum() == 4 and keys[chosen].max() < keys[~chosen].min()
+    assert not few["web-1"].any()
+
+
+@pytest.mark.parametrize("shards", [(), ("",), (" ",)])
+def test_empty_sample_shards_are_named(shards: tuple) -> None:
+    with pytest.raises(InputError, match=r"sample_shards .* must be one or more shard names"):
+        distill.SampleSettings(shards=shards)
