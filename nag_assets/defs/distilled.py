@@ -90,14 +90,15 @@ DISTILLED_SCORER_DOC = """scorer: distilled. The target's distilled scorer: a ri
 (scikit-learn) from what the NAG reads (the first max_tokens backbone tokens: their input
 embeddings' mean, folded into one weight per vocabulary token, and hashed word 1-2-grams) onto
 the rank of the NAG score against this target's profile, learnt on the distill_sample of
-every shard `sample_shards` covers (default: all). Versioned by the samples, the target's profile and the settings; a new target
-trains only its own partition. Loads the backbone for its tokenizer and embeddings, never
-runs it. Trade-off (benchmarks/distilled.py, 8k Wikipedia leads): scoring a document costs
-~1/600 of the backbone pass, so the whole pass costs about the sample's share of full NAG's;
-the selection overlaps full NAG's by Jaccard ~0.25-0.30 at a 10% sample.
+every shard `sample_shards` covers (default: all). Versioned by the samples, the target's
+profile and the settings; a new target trains only its own partition. Loads the backbone
+for its tokenizer and embeddings, never runs it. Trade-off (benchmarks/distilled.py, 8k
+Wikipedia leads): scoring a document costs ~1/600 of the backbone pass, so the whole pass
+costs about the sample's share of full NAG's; the selection overlaps full NAG's by Jaccard
+~0.25-0.30 at a 10% sample.
 
 Metadata: `documents` (sample size), `shards`, `train_spearman` (in-sample fit),
-`shards_without_sample`."""
+`shards_without_sample`, `shards_outside_sample`."""
 
 DISTILLED_SCORES_DOC = """scorer: distilled. Each document's score against every target,
 predicted by the targets' distilled scorers from the text alone (tokenizer and two weight
