@@ -180,3 +180,15 @@ def test_quality(capsys) -> None:
     assert r["chosen_on_dev"] == r["variants_by_dev"][0]["variant"]
     lifts = [x for v in r["rankers"].values() for x in v["per_target"].values()]
     assert all(math.isfinite(x) and x >= 0 for x in lifts)
+
+
+def test_distilled_ceiling(capsys) -> None:
+    r = run_quick("distilled_ceiling", capsys)
+    assert r["documents"] == 60 and r["layers"] >= 2
+    for t in ("arc_easy", "hellaswag"):
+        assert -1 <= r["distilled"][t]["spearman"] <= 1
+        assert 0 <= r["target_halves_jaccard"][t] <= 1
+        assert 0 <= r["layer_subsets"]["even_vs_odd_jaccard"][t] <= 1
+    shares = [row["backbone_share"] for row in r["cascade"].values()]
+    assert shares == sorted(shares) and 0 < shares[0] <= shares[-1] <= 1  # more read as X grows
+    assert all(0 <= row["arc_easy"] <= 1 for row in r["cascade"].values())
