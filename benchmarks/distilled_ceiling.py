@@ -67,6 +67,13 @@ def layer_subsets(pool, terms: np.ndarray, full: dict, targets: list[str]) -> di
     even, odd = terms[:, 0::2].mean(1), terms[:, 1::2].mean(1)
     a, b = (selections(s, pool.tokens, pool.rank, targets, 0.2) for s in (even, odd))
     out["even_vs_odd_jaccard"] = {t: round(jaccard(a[t], b[t]), 3) for t in targets}
+    out["adjacent_layer_correlation"] = {}  # Pearson, of the layers' terms over documents
+    for j, t in enumerate(targets):
+        r = np.diag(np.corrcoef(terms[:, :, j].T), 1)
+        quartiles = np.nanpercentile(r, [0, 25, 50, 75, 100]).round(2).tolist()
+        out["adjacent_layer_correlation"][t] = dict(
+            zip(("min", "q1", "median", "q3", "max"), quartiles)
+        )
     return out
 
 
