@@ -43,7 +43,7 @@ from nag_assets import distill
 from nag_assets.checks.common import jaccard, selections
 from nag_assets.nag import extract_nags, load_backbone, score_many
 from nag_assets.nag.backbone import cache_dir
-from nag_assets.pipeline import ranker_scores, shards, targets
+from nag_assets.pipeline import ranker_scores, rerank, shards, targets
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.layout import RANK_SEP, SHARD_SCORES
 from nag_assets.pipeline.targets import load_profile
@@ -130,6 +130,18 @@ def distilled_scores(pool, read, emb, mask, settings, target_names) -> np.ndarra
         read, emb, [pool.texts[i] for i in rows], pool.nag[rows], target_names, settings, 120
     )
     return scorer.score(read, pool.texts)
+
+
+def rerank_scores(pool: Pool, distilled: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, which documents the backbone reread) of `distill: {rerank: share}` as the
+    graph runs it (pipeline.rerank), from the pool's full NAG scores: per shard, each target's
+    distilled top share gets its exact score, the rest their distilled score - 1."""
+    shards, ids = np.asarray(pool.shard), np.asarray(pool.ids, dtype=object)
+    read = np.zeros(len(ids), dtype=bool)
+    for s in dict.fromkeys(pool.shard):
+        rows = np.flatnonzero(shards == s)
+        read[rows] = rerank.candidates(list(ids[rows]), distilled[rows], share)
+    return np.where(read[:, None], pool.nag, distilled - rerank.BELOW), read
 
 
 def agreement(pool: Pool, scores: np.ndarray, full: dict, mask, target_names) -> dict:
@@ -361,7 +373,9 @@ def proxy_losses(storage, pool, rankings: dict[str, np.ndarray], target_names, a
                 "loss_per_seed": [round(x, 4) for x in losses],
             }
             print(f"proxy {t} {r}: {out[t][r]}", file=sys.stderr, flush=True)
-        out[t]["distilled_minus_nag"] = _noise(out[t], "nag", "nag_distilled")
+        for r in ("nag_distilled", "nag_distilled_rerank"):
+            if r in rankings and "nag" in rankings:
+                out[t][f"{r[4:]}_minus_nag"] = _noise(out[t], "nag", r)
     return out
 
 
@@ -403,6 +417,15 @@ def parse(argv):
         help="comma-separated parts left out, for a short rerun: curve, models, speed",
     )
     p.add_argument("--proxy", action="store_true", help="also run the pretraining proxy")
+    p.add_argument(
+        "--rerank", type=float, default=None, help="proxy also on distill: {rerank: X}'s pick"
+    )
+    p.add_argument(
+        "--proxy-rankings",
+        default="",
+        help="only these rankings in the proxy (nag, nag_distilled, embedding, random, "
+        "nag_distilled_rerank); default all",
+    )
     p.add_argument("--proxy-tokens", type=int, default=40_000, help="training tokens per run")
     p.add_argument("--seeds", type=int, default=3, help="proxy seeds")
     p.add_argument("--epochs", type=int, default=4, help="proxy epochs")
@@ -486,12 +509,17 @@ def main(argv: list[str] | None = None) -> dict:
         ref = reference_scores(storage, pool, args.targets, args.references.split(","))
         result["references"] = references(pool, ref, args.targets)
         if args.proxy:
+            distilled = scorer.score(read, pool.texts)
             rankings = {
                 "nag": pool.nag,
-                "nag_distilled": scorer.score(read, pool.texts),
+                "nag_distilled": distilled,
                 "embedding": ref["embedding"],
                 "random": ref["random"],
             }
+            if args.rerank:
+                rankings["nag_distilled_rerank"] = rerank_scores(pool, distilled, args.rerank)[0]
+            keep = args.proxy_rankings.split(",") if args.proxy_rankings else list(rankings)
+            rankings = {r: rankings[r] for r in keep}
             result["proxy"] = proxy_losses(storage, pool, rankings, args.targets, args)
     result["full_nag_pass_s"] = round(full_s, 1)
     result["seconds"] = round(time.perf_counter() - start, 1)

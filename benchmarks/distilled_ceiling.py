@@ -8,9 +8,10 @@ runs the backbone's forward pass), three measurements:
              0.2, as distilled.py): how much rank agreement a Jaccard needs.
   targets    NAG's own stability under a change that should not matter: the profile built
              from two disjoint halves of the target's examples.
-  cascade    the distilled scorer as a filter: exact NAG scores for the documents in each
-             target's distilled top X (and the sample, whose NAGs exist), the rest ranked
-             below them. Jaccard with full NAG and the share of the pool the backbone reads.
+  cascade    the distilled scorer as a filter (`distill: {rerank: X}`, pipeline.rerank): per
+             shard, exact NAG scores for each target's distilled top X, the rest ranked
+             below them. Jaccard with full NAG and the share of the pool the backbone reads
+             (the sample included).
 
     PYTHONPATH=. .venv/bin/python benchmarks/distilled_ceiling.py [--fraction 0.1] [--quick]
 """
@@ -93,17 +94,13 @@ def target_halves(storage, pool, nags, full: dict, targets: list[str]) -> dict:
 
 
 def cascade(pool, distilled: np.ndarray, mask: np.ndarray, full: dict, targets) -> dict:
-    """Exact scores where the backbone would run (each target's distilled top X, the sample),
-    the rest below every exact score, in their distilled order."""
+    """`distill: {rerank: X}` as the graph runs it (distilled.py's `rerank_scores`)."""
     out = {}
     for share in CASCADE:
-        cut = np.quantile(distilled, 1 - share, axis=0)
-        read = (distilled >= cut).any(1) | mask
-        span = np.ptp(distilled, axis=0) + 1
-        scores = np.where(read[:, None], pool.nag, (distilled - distilled.max(0)) / span - 1)
+        scores, read = bench.rerank_scores(pool, distilled, share)
         picked = selections(scores, pool.tokens, pool.rank, targets, 0.2)
         out[str(share)] = {
-            "backbone_share": round(float(read.mean()), 3),
+            "backbone_share": round(float((read | mask).mean()), 3),  # the sample read too
             **{t: round(jaccard(full[t], picked[t]), 3) for t in targets},
         }
     return out

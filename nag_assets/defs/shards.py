@@ -159,7 +159,8 @@ def shard_scores_run(
             continue
         skipped += step.skipped
         scored += not step.skipped
-        context.log.info(f"shard_scores[{key}]: {'unchanged' if step.skipped else 'scored'}")
+        done = "unchanged" if step.skipped else f"scored {step.facts}"
+        context.log.info(f"shard_scores[{key}]: {done}")
     if failed and not scored + skipped:
         raise InputError(f"no shard could be scored: {failed}")
     return dg.MaterializeResult(

@@ -23,6 +23,7 @@ import polars as pl
 
 from nag_assets import distill
 from nag_assets.nag import Backbone, score_many
+from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import (
     NagSettings,
     StepResult,
@@ -59,13 +60,16 @@ MIN_SAMPLE = 2
 @dataclass(frozen=True)
 class Scoring:
     """How shards are scored: `scorer` (one of SCORERS) and, for `distilled`, the sample
-    the backbone reads and the text model that learns from it."""
+    the backbone reads, the text model that learns from it, and the share of each shard the
+    backbone rereads exactly (`rerank`, see pipeline.rerank; None: none)."""
 
     scorer: str = "nag"
     sample: distill.SampleSettings = field(default_factory=distill.SampleSettings)
     model: distill.DistillSettings = field(default_factory=distill.DistillSettings)
+    rerank: float | None = None  # each shard's top share per target gets its exact NAG
 
     def __post_init__(self) -> None:
+        rerank.check_share(self.rerank)
         if self.scorer not in SCORERS:
             raise InputError(f"scorer {self.scorer!r} must be one of {list(SCORERS)}")
         if self.sample.fraction is None:
@@ -270,17 +274,29 @@ def load_scorers(
     return {t: f for t, f in found.items() if f}, [t for t, f in found.items() if f is None]
 
 
+@dataclass(frozen=True)
+class Rerank:
+    """What `distilled_scores` needs to rerank a shard's top share with the backbone."""
+
+    share: float
+    settings: NagSettings
+    extractor: Extractor | None = None
+    progress: object = None
+
+
 def distilled_scores(
     storage: Storage,
     key: str,
     targets: Sequence[str],
     backbone: Backbone,
     chunk_rows: int = CHUNK_ROWS,
+    rerank_with: Rerank | None = None,
 ) -> StepResult:
     """The shard's `shard_scores` table from the targets' distilled scorers: tokens counted
     with the backbone's tokenizer (as shard_nag counts them), scores from text, no forward
-    pass, the shard read `chunk_rows` documents at a time. A target without a scorer yet is
-    left out and reported."""
+    pass, the shard read `chunk_rows` documents at a time. With `rerank_with`, the shard's
+    top share per target gets its exact NAG score instead (the only backbone pass). A
+    target without a scorer yet is left out and reported."""
     check_key(key)
     if not targets:
         raise InputError("no targets: add a target file under targets/ first")
@@ -295,11 +311,38 @@ def distilled_scores(
         raise InputError(f"{name}: the shard holds no documents")
     ready = sorted(footers)
     versions = {t: footers[t].version for t in ready}
-    version = digest("shard_scores", "distilled", CODE_VERSION, sha, sorted(versions.items()))
+    exact = _rerank_version(rerank_with, footers, ready)
+    version = digest(
+        "shard_scores", "distilled", CODE_VERSION, sha, sorted(versions.items()), *exact
+    )
     out = table(SHARD_SCORES, key)
     left_out = {"targets_without_scorer": ", ".join(waiting)} if waiting else {}
     if is_current(storage, version, *out):
         return StepResult(version, True, {"targets": len(ready), **left_out})
+    df = _scored_table(storage, shard, ready, versions, backbone)
+    facts = {}
+    if rerank_with is not None:
+        df, facts = _reranked_table(storage, shard, df, footers, backbone, rerank_with)
+    target_versions = {t: footers[t].target_version for t in ready}
+    footer = ShardScoresFooter(version, ready, target_versions, name, sha, None, versions)
+    storage.write_parquet(df, *out, meta=footer.to_meta())
+    return StepResult(
+        version, False, {"documents": df.height, "targets": len(ready), **facts, **left_out}
+    )
+
+
+def _rerank_version(rerank_with: Rerank | None, footers: dict, ready: list[str]) -> list:
+    """What a reranked table also depends on: the share, the NAG settings of the exact
+    scores (those of the targets' profiles: each scorer's fingerprint) and the profiles."""
+    if rerank_with is None:
+        return []
+    fps = sorted({footers[t].nag_fingerprint for t in ready})
+    profiles = sorted((t, footers[t].target_version) for t in ready)
+    return ["rerank", rerank.CODE_VERSION, rerank_with.share, fps, profiles]
+
+
+def _scored_table(storage, shard, ready: list[str], versions: dict, backbone) -> pl.DataFrame:
+    """(id, tokens, a distilled score per target), chunk by chunk."""
     scorers = [
         distill.DistilledScorer.from_bytes(storage.read_bytes(*scorer_model(t, versions[t])))
         for t in ready
@@ -313,11 +356,27 @@ def distilled_scores(
                 [pl.Series(t, scores[:, i]) for i, t in enumerate(ready)]
             )
         )
-    df = pl.concat(parts, rechunk=True)
-    target_versions = {t: footers[t].target_version for t in ready}
-    footer = ShardScoresFooter(version, ready, target_versions, name, sha, None, versions)
-    storage.write_parquet(df, *out, meta=footer.to_meta())
-    return StepResult(version, False, {"documents": df.height, "targets": len(ready), **left_out})
+    return pl.concat(parts, rechunk=True)
+
+
+def _reranked_table(storage, shard, df: pl.DataFrame, footers: dict, backbone, how: Rerank):
+    """The table with each target's candidates' exact NAG scores, against the profiles the
+    scorers learnt from."""
+    ready, profiles = sorted(footers), []
+    for t in ready:
+        profile, tfoot = load_profile(storage, t)
+        if tfoot.version != footers[t].target_version:
+            raise InputError(
+                f"distilled_scorer[{t}] learnt from an older target_nag[{t}]: "
+                "rescore once it has retrained"
+            )
+        profiles.append(profile)
+    fp = footers[ready[0]].nag_fingerprint
+    scores, facts = rerank.reranked(
+        storage, shard, df["id"].to_list(), df.select(ready).to_numpy(), np.stack(profiles),
+        backbone, how.settings, how.share, fp, how.extractor, how.progress,
+    )  # fmt: skip
+    return df.with_columns(pl.Series(t, scores[:, j]) for j, t in enumerate(ready)), facts
 
 
 def _score(scorers, backbone: Backbone, texts: list[str]) -> np.ndarray:

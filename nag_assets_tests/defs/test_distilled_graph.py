@@ -118,6 +118,32 @@ def test_a_shard_outside_sample_shards_needs_no_backbone_and_no_retraining(
 
 
 @pytest.mark.slow
+def test_rerank_reads_each_shards_top_share_only_and_selects_from_exact_scores(
+    make_graph, extraction_calls
+) -> None:
+    rerank = DistillConfig(sample_fraction=FRACTION, sample_seed=SEED, rerank=0.3)
+    g = make_graph(selection=NagSelection(name="", scorer="distilled", distill=rerank))
+    node = g.defs.resolve_asset_graph().get(dg.AssetKey("shard_scores"))
+    assert node.pools == {"backbone"}  # it runs the backbone now, in its pool
+    g.step()
+    scores = read_scores(g.root)
+    exact = scores.filter(pl.col("arc_easy") >= 0)
+    for s in g.partitions("shards"):  # the top 30% of each shard's 30 documents: 9
+        assert exact.filter(pl.col("shard") == s).height == 9
+    # the backbone read the targets, the sample and the candidates outside it, once each
+    sample = [t for s in g.partitions("shards") for t in sampled_texts(g, s)]
+    docs = pl.concat(
+        [pl.read_parquet(g.root / "shards" / f"{s}.parquet").with_columns(shard=pl.lit(s))
+         for s in g.partitions("shards")]
+    )  # fmt: skip
+    top = exact.join(docs, on=["id", "shard"])["text"].to_list()
+    expected = list(target_texts(g, "arc_easy")) + sample + [t for t in top if t not in sample]
+    assert extracted(extraction_calls) == sorted(expected)
+    assert pairs(read_mixture(g.storage)) == expected_selection(scores, ["arc_easy"])
+    assert g.check_evaluations()[("selected_mixture", "budget_holds")] == [True]
+
+
+@pytest.mark.slow
 def test_a_new_target_trains_only_its_own_scorer(graph: Graph, extraction_calls) -> None:
     extraction_calls.clear()
     write_jsonl(graph.root / "targets" / "water.jsonl", science_texts(12))
@@ -154,6 +180,8 @@ def test_the_sensor_asks_for_the_sample_not_shard_nag(graph: Graph) -> None:
         ({"distill": {"sample_fraction": 1.5}}, {}, r"sample_fraction 1.5 must be in \(0, 1\]"),
         ({}, {"NAG_SAMPLE_FRACTION": "a tenth"}, r"NAG_SAMPLE_FRACTION='a tenth' is not a float"),
         ({"distill": {"features": "pixels"}}, {}, r"distill features 'pixels' must be one of"),
+        ({"distill": {"rerank": 0}}, {}, r"distill rerank 0(\.0)? must be a share in \(0, 1\]"),
+        ({}, {"NAG_DISTILL_RERANK": "half"}, r"NAG_DISTILL_RERANK='half' is not a float"),
     ],
 )
 def test_bad_settings_are_named(selection: dict, env: dict, message: str, monkeypatch) -> None:
@@ -179,6 +207,10 @@ def test_yaml_then_env_then_default(monkeypatch) -> None:
     assert listed.shards == ("cc-2026-*", "wiki-000")
     assert [listed.covers(k) for k in ("cc-2026-07", "wiki-000", "wiki-001")] == [1, 1, 0]
     assert DistillConfig(sample_shards=["a*"]).scoring().sample.shards == ("a*",)
+    assert DistillConfig().scoring().rerank is None
+    monkeypatch.setenv("NAG_DISTILL_RERANK", "0.4")
+    assert DistillConfig().scoring().rerank == 0.4
+    assert DistillConfig(rerank=0.25).scoring().rerank == 0.25
 
 
 def test_the_yaml_chooses_the_scorer_and_names_its_assets() -> None:
