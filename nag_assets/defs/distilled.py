@@ -78,8 +78,8 @@ class DistillConfig(dg.Config):
 def _rerank(context, spec: SelectionSpec, backbone, store, share: float) -> steps.Rerank:
     settings = backbone.settings()
     executor = executor_of(context, spec).settings()
-    _, extractor = extraction(executor, backbone.spec(), backbone.load, store, settings)
-    return steps.Rerank(share, settings, extractor)
+    model, extractor = extraction(executor, backbone.spec(), backbone.load, store, settings)
+    return steps.Rerank(share, settings, extractor, backbone=model)
 
 
 def _number(value, variable: str, kind: type, default):

@@ -282,6 +282,7 @@ class Rerank:
     settings: NagSettings
     extractor: Extractor | None = None
     progress: object = None
+    backbone: Backbone | None = None  # the extractor's (Ray: its actors'); None: the step's
 
 
 def distilled_scores(
@@ -374,7 +375,7 @@ def _reranked_table(storage, shard, df: pl.DataFrame, footers: dict, backbone, h
     fp = footers[ready[0]].nag_fingerprint
     scores, facts = rerank.reranked(
         storage, shard, df["id"].to_list(), df.select(ready).to_numpy(), np.stack(profiles),
-        backbone, how.settings, how.share, fp, how.extractor, how.progress,
+        how.backbone or backbone, how.settings, how.share, fp, how.extractor, how.progress,
     )  # fmt: skip
     return df.with_columns(pl.Series(t, scores[:, j]) for j, t in enumerate(ready)), facts
 
