@@ -133,6 +133,7 @@ DEFS_YAML = textwrap.dedent(
       # distill:           # scorer: distilled: the backbone reads only this sample
       #   sample_fraction: 0.1   # of each shard, by a hash of (seed, shard, id)
       #   sample_shards: ["*"]   # the shards it learns from; others: no backbone at all
+      #   rerank: 0.4            # exact NAG for each shard's distilled top 40% per target
     """
 )
 

@@ -30,6 +30,7 @@ RANKER_SCORES = "assets/baseline_scores"  # asset key kept: the non-default rank
 IMPACT_BASELINE = "assets/impact_baseline"
 DISTILL_SAMPLE = "assets/distill_sample"  # scorer: distilled, the sample's NAGs per shard
 DISTILLED_SCORER = "assets/distilled_scorer"  # scorer: distilled, one model per target
+RERANK_NAG = "assets/rerank_nag"  # distill rerank: the NAGs it read, per shard (a cache)
 SELECTED_MIXTURE = "selected_mixture"
 MIXTURE_POINTER = "CURRENT.json"
 

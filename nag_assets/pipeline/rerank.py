@@ -23,13 +23,12 @@ from nag_assets.nag import Backbone, score_many
 from nag_assets.pipeline.common import NagSettings, nag_footer, nags_of
 from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
 from nag_assets.pipeline.impact import impact_baseline
-from nag_assets.pipeline.layout import DISTILL_SAMPLE, NagFooter, table
+from nag_assets.pipeline.layout import DISTILL_SAMPLE, RERANK_NAG, NagFooter, table
 from nag_assets.pipeline.stream import NagTally, iter_documents, write_nag_stream
 from nag_assets.sources.chunks import FilePlan, plan_file
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage, digest
 
-RERANK_NAG = "assets/rerank_nag"  # the NAGs the rerank read, per shard (a cache)
 CODE_VERSION = "1"
 COLUMNS = ["id", "tokens", "nag_tokens", "nag"]
 BELOW = 1.0  # what a document outside the candidates loses: its distilled score - 1 < 0
