@@ -117,6 +117,8 @@ DEFS_YAML = textwrap.dedent(
         # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)
         # batch_size: 32
         # chunk_rows: 4096  # documents read and extracted at a time (memory, not the NAGs)
+        # compile: false    # true: torch.compile the Llama-family trunk (minutes once per
+        #                   # process for 1.1-1.4x on a CPU; its own NAGs, so re-extracts)
       # executor:         # where the backbone passes run; unset: NAG_EXECUTOR, NAG_RAY_*
       #   executor: ray   # local (this process) | ray (a cluster)
       #   ray_address: {{env: RAY_ADDRESS}}
