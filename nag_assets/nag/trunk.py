@@ -147,14 +147,15 @@ def compiled_trunk(model: nn.Module, **options) -> Impacts:
     def impacts(ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if not first[0]:
             return fn(ids, weights)
-        start = time.perf_counter()
+        kind, start = model_type(model), time.perf_counter()
+        log.info("compiling the %s trunk (torch.compile: minutes on a CPU, cold cache)", kind)
         out = fn(ids, weights)
         first[0] = False
-        log.info(
-            "torch.compile of the %s trunk: %.1f s (first batch, compilation included)",
-            model_type(model),
-            time.perf_counter() - start,
-        )
+        log.info("compiled the %s trunk in %.1f s (its first batch included)", kind, _since(start))
         return out
 
     return impacts
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
