@@ -10,7 +10,9 @@ thread, CPU seconds, interleaved rounds):
   compiled   `extract_nags` in bf16 with `compile=True`: the package's compiled path (the
              trunk through torch.compile(dynamic=True), one graph for every batch shape)
 and with --variants, the trunk compiled other ways, on the same batches (`fn(ids, weights)`):
-  autotune   mode="max-autotune-no-cudagraphs" (inductor tries its own GEMM kernels)
+  autotune   mode="max-autotune-no-cudagraphs" with freezing: inductor times its own C++
+             GEMM kernels (AMX/AVX512 micro-kernels, epilogues fused) against oneDNN's; on a
+             CPU that template needs the weights frozen as constants
   frozen     torch._inductor.config.freezing (weights folded in as constants)
   fullgraph  fullgraph=True (an error on any graph break; the same graph when there is none)
   static16   dynamic=False, each batch's length padded to a multiple of 16 (a graph per shape)
@@ -140,7 +142,7 @@ def variant(name: str, model, batches, static_batches):
     if name == "fullgraph":
         options["fullgraph"] = True
     use = static_batches if name == "static16" else batches
-    inductor.freezing = name == "frozen"
+    inductor.freezing = name in ("frozen", "autotune")
     try:
         before = graphs()
         fn = torch.compile(fresh(llama_trunk(model), name), **options)
@@ -198,7 +200,8 @@ def run(args, clock) -> dict:
     bound = flop_bound(args, bf16, texts[0], clock)
     tokens = sum(min(len(x), args.max_tokens) for x in full)
     rate = {m: tokens / s for m, s in seconds.items()}
-    profiles = {} if args.no_profile else {m: profile_top(methods[m]) for m in ("hook", "compiled")}
+    shown = [m for m in ("hook", "compiled", "autotune") if m in methods]
+    profiles = {} if args.no_profile else {m: profile_top(methods[m]) for m in shown}
     return _bench.emit(
         {
             "benchmark": "compiled",
