@@ -17,6 +17,8 @@ and with --variants, the trunk compiled other ways, on the same batches (`fn(ids
   fullgraph  fullgraph=True (an error on any graph break; the same graph when there is none)
   static16   dynamic=False, each batch's length padded to a multiple of 16 (a graph per shape)
   batch64    the package's compiled path at batch_size 64 (the same graph, no new compile)
+  math_attention  attention as matmuls, a causal mask and softmax in fp32, in the graph
+             (inductor fuses the mask and softmax) instead of SDPA's flash kernel
 with the compile seconds of each (wall: the first pass over every batch, compilation
 included), the graphs compiled, the share of the bf16 FLOP bound (matmul FLOP/s at the
 model's shapes / 2 x parameters per token), how far each one's NAGs agree with the fp32 ones
@@ -45,7 +47,21 @@ from nag_assets.nag.trunk import llama_trunk
 from nag_assets.sources.wiki import load_wiki_leads
 
 K = 5
-VARIANTS = ("autotune", "frozen", "fullgraph", "static16", "batch64")
+VARIANTS = ("autotune", "frozen", "fullgraph", "static16", "batch64", "math_attention")
+
+
+def math_attend(q, k, v, window, _groups, _gqa):
+    """`nag.trunk._attend` as plain matmuls: q's heads grouped over their k/v head."""
+    b, h, t, d = q.shape
+    kv = k.shape[1]
+    q = q.view(b, kv, h // kv, t, d)
+    scores = (q @ k[:, :, None].transpose(-1, -2)).float() * d**-0.5
+    pos = torch.arange(t, device=q.device)
+    keep = pos[None, :] <= pos[:, None]
+    if window is not None:
+        keep = keep & (pos[None, :] > pos[:, None] - window)
+    probs = scores.masked_fill(~keep, float("-inf")).softmax(-1).to(v.dtype)
+    return (probs @ v[:, :, None]).view(b, h, t, d)
 
 
 def batches_of(backbone, texts, max_tokens, batch_size, multiple: int = 1):
@@ -124,12 +140,14 @@ def graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def fresh(fn, name: str):
+def fresh(fn, name: str, **replaced):
     """`fn` with a code object of its own: dynamo caches compiled graphs per code object,
     so without it a variant whose guards match an earlier one (freezing is a global inductor
-    setting, not a guard) would run the earlier graph instead of compiling its own."""
+    setting, not a guard) would run the earlier graph instead of compiling its own.
+    `replaced`: module globals it sees in place of the trunk's (e.g. `_attend`)."""
     code = fn.__code__.replace(co_name=f"impacts_{name}")
-    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+    scope = fn.__globals__ | replaced if replaced else fn.__globals__
+    return types.FunctionType(code, scope, code.co_name, fn.__defaults__, fn.__closure__)
 
 
 def variant(name: str, model, batches, static_batches):
@@ -145,7 +163,8 @@ def variant(name: str, model, batches, static_batches):
     inductor.freezing = name in ("frozen", "autotune")
     try:
         before = graphs()
-        fn = torch.compile(fresh(llama_trunk(model), name), **options)
+        swap = {"_attend": math_attend} if name == "math_attention" else {}
+        fn = torch.compile(fresh(llama_trunk(model), name, **swap), **options)
         _, seconds = timed_first(lambda: [fn(x, w) for x, w in use])
     finally:
         inductor.freezing = False
@@ -200,7 +219,7 @@ def run(args, clock) -> dict:
     bound = flop_bound(args, bf16, texts[0], clock)
     tokens = sum(min(len(x), args.max_tokens) for x in full)
     rate = {m: tokens / s for m, s in seconds.items()}
-    shown = [m for m in ("hook", "compiled", "autotune") if m in methods]
+    shown = [m for m in ("hook", "compiled", "autotune", "math_attention") if m in methods]
     profiles = {} if args.no_profile else {m: profile_top(methods[m]) for m in shown}
     return _bench.emit(
         {
