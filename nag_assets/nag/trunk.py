@@ -43,6 +43,10 @@ class NoTrunk(ValueError):
     """This model has no written-out trunk (its architecture is not in `FAMILIES`)."""
 
 
+class CompileFailed(RuntimeError):
+    """torch.compile could not compile the trunk on this machine."""
+
+
 def model_type(model: nn.Module) -> str:
     return str(getattr(getattr(model, "config", None), "model_type", type(model).__name__))
 
@@ -149,7 +153,14 @@ def compiled_trunk(model: nn.Module, **options) -> Impacts:
             return fn(ids, weights)
         kind, start = model_type(model), time.perf_counter()
         log.info("compiling the %s trunk (torch.compile: minutes on a CPU, cold cache)", kind)
-        out = fn(ids, weights)
+        try:
+            out = fn(ids, weights)
+        except Exception as e:  # inductor's errors: no C++ compiler, an unsupported op, ...
+            raise CompileFailed(
+                f"compile=True: torch.compile of the {kind} trunk failed ({type(e).__name__}: "
+                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); turn compile "
+                "off (NAG_COMPILE=0), or give inductor what it needs (a C++ compiler on a CPU)"
+            ) from e
         first[0] = False
         log.info("compiled the %s trunk in %.1f s (its first batch included)", kind, _since(start))
         return out

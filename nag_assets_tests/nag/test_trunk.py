@@ -105,6 +105,21 @@ def test_extraction_through_the_trunk_equals_the_hook_path(arch, batch_size, mon
     assert (nags[want_len == 0] == -1).all()
 
 
+def test_a_failed_compilation_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No C++ compiler on a CPU worker, say: the first batch fails, saying what to turn off."""
+
+    def broken(fn, **_options):
+        def run(*_args):
+            raise RuntimeError("InductorError: CppCompileError: C++ compile error\nmore lines")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    backbone = from_model(tiny_model("llama"), tiny_tokenizer(), compile=True)
+    with pytest.raises(trunk.CompileFailed, match=r"compile=True.*CppCompileError.*NAG_COMPILE=0"):
+        extract_nags(backbone, TEXTS, 5)
+
+
 def test_compile_has_its_own_fingerprint() -> None:
     model = tiny_model("llama")
     off = from_model(model, tiny_tokenizer())
