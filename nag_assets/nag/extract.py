@@ -166,7 +166,8 @@ class _Run:
         """Yield (rows, impact (B, L, d_ff) float32 on the backbone's device)."""
         report = _reporter(progress, len(self.order))
         done_tokens = 0
-        with _NeuronTaps(self.backbone) as taps, torch.inference_mode():
+        taps = contextlib.nullcontext() if self.backbone.compile else _NeuronTaps(self.backbone)
+        with taps as taps, torch.inference_mode():
             for start in range(0, len(self.order), self.batch):
                 rows = self.order[start : start + self.batch]
                 yield rows, _batch_impact(self.backbone, taps, [self.ids[i] for i in rows])
@@ -174,10 +175,10 @@ class _Run:
                 report(min(start + self.batch, len(self.order)), len(self.order), done_tokens)
 
 
-def right_padded(batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def right_padded(batch: list[list[int]], min_width: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, mask) (B, width), right-padded with 0: with causal attention real tokens
     never see a pad, so no attention mask is needed and a text's output is batch-independent."""
-    width = max(len(x) for x in batch)
+    width = max([min_width, *(len(x) for x in batch)])
     input_ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.float32)
     for r, x in enumerate(batch):
@@ -186,13 +187,30 @@ def right_padded(batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, mask
 
 
-def _batch_impact(backbone: Backbone, taps: _NeuronTaps, batch: list[list[int]]) -> torch.Tensor:
+def _batch_impact(
+    backbone: Backbone, taps: _NeuronTaps | None, batch: list[list[int]]
+) -> torch.Tensor:
+    """(B, L, d_ff): through the up-projection taps, or the compiled trunk (`taps` None)."""
+    if taps is None:
+        return _compiled_impact(backbone, batch)
     input_ids, mask = right_padded(batch)
     mask = mask.to(backbone.device)
     taps.start(mask / mask.sum(1, keepdim=True))
     with contextlib.suppress(_Stop):
         backbone.model(input_ids=input_ids.to(backbone.device), use_cache=False)
     return torch.stack(taps.impacts, dim=1)  # (B, L, d_ff)
+
+
+def _compiled_impact(backbone: Backbone, batch: list[list[int]]) -> torch.Tensor:
+    """The compiled trunk on a batch padded to at least 2 x 2 (a zero-weight row and column,
+    dropped or unseen): sizes 0 and 1 would each compile a graph of their own."""
+    n = len(batch)
+    padded = batch + [[0]] * (n < 2)
+    input_ids, mask = right_padded(padded, min_width=2)
+    mask = mask.to(backbone.device)
+    mask[n:] = 0
+    weights = (mask / mask.sum(1, keepdim=True).clamp_min(1))[:, None, :]
+    return backbone.compiled_impacts()(input_ids.to(backbone.device), weights)[:n]
 
 
 class _NeuronTaps:

@@ -46,15 +46,17 @@ class BackboneSpec:
     device: str = "auto"
     dtype: str | None = None
     neuron_type: str = UP  # `nag.adapters`: which neurons a NAG holds
+    compile: bool = False  # the compiled trunk (`nag.trunk`): compiled once per process
 
     def load(self) -> Backbone:
-        """Loaded once per process and kept: many chunks and files, one model load."""
-        return _load(self.model, self.device, self.dtype, self.neuron_type)
+        """Loaded once per process and kept: many chunks and files, one model load (and,
+        with `compile`, one compilation)."""
+        return _load(self.model, self.device, self.dtype, self.neuron_type, self.compile)
 
 
 @functools.lru_cache(maxsize=2)
-def _load(model: str, device: str, dtype: str | None, neuron_type: str) -> Backbone:
-    return load_backbone(model, device=device, dtype=dtype, neuron_type=neuron_type)
+def _load(model: str, device: str, dtype: str | None, neuron_type: str, compile: bool) -> Backbone:
+    return load_backbone(model, device, dtype, neuron_type, compile)
 
 
 @dataclass(frozen=True)

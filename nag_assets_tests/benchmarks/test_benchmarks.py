@@ -76,6 +76,19 @@ def test_compiled(capsys) -> None:
     assert r["top5_overlap_with_fp32"]["trunk"] == r["top5_overlap_with_fp32"]["hook"]
     assert all(0.9 <= v <= 1 for v in r["top5_overlap_with_fp32"].values())
     assert r["profile"]["hook"][0]["share"] > 0
+    assert r["graphs_compiled"] == {"compiled": 1}  # one graph for every batch shape
+    assert 1 <= r["padding"]["to_longest"] <= r["padding"]["to_multiple_of_16"]
+
+
+def test_compiled_variants(capsys) -> None:
+    """~1 min more: two of the trunk's other compilations, beside the package's."""
+    r = run_quick_args("compiled", capsys, ["--quick", "--variants", "math_attention,batch64"])
+    assert set(r["tokens_per_s"]) == {"hook_fp32", "hook", "trunk", "compiled"} | {
+        "math_attention",
+        "batch64",
+    }
+    assert r["graphs_compiled"]["math_attention"] == 1 and "batch64" not in r["compile_s"]
+    assert all(0.9 <= v <= 1 for v in r["top5_overlap_with_fp32"].values())
 
 
 def test_scoring(capsys) -> None:

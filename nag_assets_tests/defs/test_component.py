@@ -13,6 +13,7 @@ from nag_assets.component import NagScaffolder, NagScaffoldParams, NagSelection
 from nag_assets.definitions import defs as repository_defs
 from nag_assets.defs.resources import BackboneResource, ExecutorResource
 from nag_assets.sources.chunks import CHUNK_ROWS
+from nag_assets.sources.files import InputError
 
 ASSETS = [
     "target_dataset",
@@ -203,3 +204,40 @@ def test_chunk_rows_is_a_setting_that_never_shapes_nags(monkeypatch: pytest.Monk
     deferred = NagSelection.resolve_from_yaml("name: a\nbackbone: {chunk_rows: {env: X}}\n")
     assert deferred.backbone_resource().chunk_rows.env_var_name == "X"
     deferred.definitions()  # speed and memory only: may wait for run time
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("", False), ("0", False), ("off", False), ("1", True), ("TRUE", True)],
+)
+def test_compile_from_the_environment(monkeypatch, value: str | None, expected: bool) -> None:
+    if value is None:
+        monkeypatch.delenv("NAG_COMPILE", raising=False)
+    else:
+        monkeypatch.setenv("NAG_COMPILE", value)
+    resource = BackboneResource.from_env()
+    assert resource.compile is expected
+    assert resource.spec().compile is expected  # what a Ray actor loads
+    off = BackboneResource(compile=False).code_version()
+    assert (resource.code_version() != off) is expected
+
+
+def test_a_bad_compile_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAG_COMPILE", "maybe")
+    with pytest.raises(InputError, match=r"NAG_COMPILE='maybe'.*boolean"):
+        BackboneResource.from_env()
+    with pytest.raises(Exception, match=r"(?s)BackboneSettings.compile.*valid boolean"):
+        NagSelection.resolve_from_yaml("name: a\nbackbone: {compile: maybe}\n")
+
+
+def test_compile_in_the_yaml_shapes_the_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAG_COMPILE", raising=False)
+    sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {compile: true}\n")
+    assert sel.backbone_resource().compile is True
+    want = BackboneResource(compile=True).code_version()
+    assert want != BackboneResource().code_version()
+    node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "shard_nag"]))
+    assert node.code_version.endswith(want)
+    # a value only (it shapes every NAG, and dg.EnvVar has no bool form)
+    with pytest.raises(Exception, match=r"(?s)BackboneSettings.compile.*valid boolean"):
+        NagSelection.resolve_from_yaml("name: a\nbackbone: {compile: {env: X}}\n")

@@ -192,3 +192,26 @@ def test_a_later_run_in_another_process_reuses_the_actors(
     assert report == {"skipped": False, "pids": pids}
     assert (root / "assets/shard_nag" / f"{key}.parquet").read_bytes() == ref_bytes[key]
     assert all(w.loads == 1 for w in extractor.workers())
+
+
+def test_compile_travels_to_the_actors(
+    fresh_pool: LocalCluster, docs: pl.DataFrame, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """compile=True under Ray: the actors load the compiled backbone from the spec (its own
+    fingerprint) and write the table the in-process compiled path writes."""
+    from nag_assets.executors import ExecutorSettings
+    from nag_assets.executors.ray import RayExtractor
+    from nag_assets.pipeline.extractor import BackboneSpec
+
+    files, spec = FILES[:1], BackboneSpec(str(tiny_model_dir), "cpu", None, compile=True)
+    local_root = write_pool(tmp_path / "local", docs, files)
+    local = spec.load()
+    shards.shard_nag(Storage(str(local_root)), keys(files)[0], local, SETTINGS)
+    root = write_pool(tmp_path / "ray", docs, files)
+    extractor = RayExtractor(ExecutorSettings("ray", fresh_pool.address, actors=1), spec)
+    backbone = extractor.backbone()
+    hook = load_backbone(str(tiny_model_dir), device="cpu")
+    assert backbone.fingerprint == local.fingerprint != hook.fingerprint
+    shards.shard_nag(Storage(str(root)), keys(files)[0], backbone, SETTINGS, None, extractor)
+    assert outputs(root, files) == outputs(local_root, files)
+    assert [w.loads for w in extractor.workers()] == [1]
