@@ -53,7 +53,7 @@ def tiny_config(arch: str = "llama"):
             max_position_embeddings=256,
             **common,
         )
-    if arch in LLAMA_LIKE:
+    if arch in (*LLAMA_LIKE, "gemma"):
         return llama_like_config(arch)
     raise ValueError(arch)
 
@@ -66,7 +66,7 @@ WINDOW = 6
 
 
 def llama_like_config(arch: str):
-    from transformers import MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config
+    from transformers import GemmaConfig, MistralConfig, Qwen2Config, Qwen3Config, SmolLM3Config
 
     common = dict(
         vocab_size=VOCAB,
@@ -88,6 +88,8 @@ def llama_like_config(arch: str):
         return Qwen2Config(**windowed, **common)
     if arch == "qwen3":
         return Qwen3Config(head_dim=8, **windowed, **common)
+    if arch == "gemma":  # Llama-like to the adapter, not to the trunk (test_trunk's refusal)
+        return GemmaConfig(head_dim=8, **common)
     return SmolLM3Config(no_rope_layer_interval=2, use_sliding_window=True, **common)
 
 

@@ -128,27 +128,9 @@ def test_compile_has_its_own_fingerprint() -> None:
     assert from_model(model, tiny_tokenizer(), compile=True).fingerprint == on.fingerprint
 
 
-def tiny_gemma() -> torch.nn.Module:
-    """Llama-like to the adapter (it has .mlp.up_proj), not to the trunk (scaled embeddings,
-    1 + weight norms, GELU): a family the trunk must refuse."""
-    from transformers import AutoModelForCausalLM, GemmaConfig
-
-    config = GemmaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        pad_token_id=1,
-    )
-    return AutoModelForCausalLM.from_config(config).eval()
-
-
 @pytest.mark.parametrize("arch", ["gpt2", "neox", "gemma"])
 def test_compile_on_an_architecture_without_trunk_names_the_setting(arch: str) -> None:
-    model = tiny_gemma() if arch == "gemma" else tiny_model(arch)
+    model = tiny_model(arch)  # gemma: scaled embeddings, 1 + weight norms, GELU
     kind = model.config.model_type
     with pytest.raises(BackboneError, match=rf"compile=True.*'{kind}'.*NAG_COMPILE=0"):
         from_model(model, tiny_tokenizer(), compile=True)
