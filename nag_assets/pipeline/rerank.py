@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from nag_assets.nag import Backbone, score_many
 from nag_assets.pipeline.common import NagSettings, nag_footer, nags_of
@@ -106,6 +107,7 @@ def candidate_nags(
         new = _extract(storage, shard, missing, job, extractor or InProcessExtractor(backbone),
                        footer, progress)  # fmt: skip
         known = new if known is None else pl.concat([known, new], rechunk=True)
+        known = known.unique("id", keep="first", maintain_order=True)  # the sample's: once
         storage.write_parquet(known, *table(RERANK_NAG, shard.key), meta=footer.to_meta())
     if not want:
         return np.zeros((0, backbone.num_layers, settings.top_k), dtype=np.int16), 0
@@ -130,12 +132,17 @@ def _known_rows(storage: Storage, shard: FilePlan, version: str, fp: str) -> pl.
 
 
 def _extract(storage, shard: FilePlan, missing: set, job, extractor, footer, progress):
-    """The backbone over the missing candidates (their texts written as a small file, read
-    chunk by chunk like any shard), their NAG rows back."""
+    """The backbone over the missing candidates (their texts copied out chunk by chunk into
+    a file of their own, read chunk by chunk like any shard), their NAG rows back."""
     folder, name = f"{RERANK_NAG}/_docs", f"{shard.key}.parquet"
-    docs = [d.filter(pl.col("id").is_in(list(missing))).select("id", "text")
-            for d in iter_documents(shard)]  # fmt: skip
-    storage.write_parquet(pl.concat(docs, rechunk=True), folder, name)
+    wanted = pl.Series(sorted(missing), dtype=pl.Utf8)
+    with storage.open_atomic(folder, name) as f:
+        writer = None
+        for docs in iter_documents(shard):
+            part = docs.filter(pl.col("id").is_in(wanted)).select("id", "text").to_arrow()
+            writer = writer or pq.ParquetWriter(f, part.schema, compression="zstd")
+            writer.write_table(part)
+        writer.close()
     plan = plan_file(storage, f"{folder}/{name}", name, shard.key, job.settings.chunk_rows)
     out = (f"{RERANK_NAG}/_new", name)
     tally = NagTally(footer.layers, footer.top_k, footer.d_ff)

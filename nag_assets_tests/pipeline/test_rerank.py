@@ -12,7 +12,7 @@ import pytest
 
 from nag_assets.nag import Backbone, build_profile, extract_nags, score_many
 from nag_assets.pipeline import distilled, rerank
-from nag_assets.pipeline.layout import SHARD_SCORES, table
+from nag_assets.pipeline.layout import RERANK_NAG, SHARD_SCORES, table
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
 from nag_assets_tests.pipeline.test_distilled_steps import (
@@ -100,6 +100,10 @@ def test_reruns_and_narrower_shares_read_nothing_new(
     assert all(d.skipped for d in rescore(store, backbone, 0.5).values())
     narrower = rescore(store, backbone, 0.25)  # its candidates are a subset: all kept
     assert extraction_calls == [] and not any(d.skipped for d in narrower.values())
+    rescore(store, backbone, 0.75)  # more to read: the kept table grows, each id once
+    for s in SHARDS:
+        kept = store.read_parquet(*table(RERANK_NAG, s))["id"]
+        assert kept.n_unique() == kept.len() >= 30  # 0.75 of 40, over two targets
 
 
 def test_a_table_does_not_depend_on_what_was_read_before(
