@@ -28,20 +28,14 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from nag_assets import distill
-from nag_assets.checks.common import jaccard, selections
+from nag_assets.checks.common import jaccard, pool_nags, selections, target_meta, target_nags
 from nag_assets.nag import build_profile, load_backbone
 from nag_assets.nag.backbone import cache_dir
-from nag_assets.pipeline.common import NagSettings, nags_of
-from nag_assets.pipeline.layout import SHARD_NAG, TARGET_NAG, NagFooter, table
+from nag_assets.pipeline.common import NagSettings
 from nag_assets.storage import Storage
 
 PREFIXES = (5, 10, 15, 20, 25, 28)
 CASCADE = (0.2, 0.3, 0.4, 0.5, 0.6)
-
-
-def stored_nags(storage: Storage, folder: str, key: str) -> np.ndarray:
-    footer = NagFooter.read(storage, folder, key)
-    return nags_of(storage.read_parquet(*table(folder, key)), footer)
 
 
 def per_layer(nags: np.ndarray, profiles: list[np.ndarray]) -> np.ndarray:
@@ -82,8 +76,7 @@ def target_halves(storage, pool, nags, full: dict, targets: list[str]) -> dict:
     """Jaccard of the selections from profiles of two disjoint halves of the examples."""
     halves = [[], []]
     for t in targets:
-        examples = stored_nags(storage, TARGET_NAG, t)
-        d_ff = NagFooter.read(storage, TARGET_NAG, t).d_ff
+        examples, d_ff = target_nags(storage, t), target_meta(storage, t).d_ff
         mid = len(examples) // 2
         halves[0].append(build_profile(examples[:mid], d_ff))
         halves[1].append(build_profile(examples[mid:], d_ff))
@@ -124,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         backbone = load_backbone("embedded", device="cpu", dtype="bf16")
         storage = Storage(f"{args.cache}/pool")
     pool = bench.load_pool(storage, targets)
-    nags = np.concatenate([stored_nags(storage, SHARD_NAG, s) for s in dict.fromkeys(pool.shard)])
+    nags = pool_nags(storage, list(dict.fromkeys(pool.shard)))[0]
     profiles = [bench.load_profile(storage, t)[0] for t in targets]
     terms = per_layer(nags, profiles)
     assert np.allclose(terms.mean(1), pool.nag, atol=1e-6), "stored NAGs and scores differ"

@@ -107,18 +107,16 @@ def candidate_nags(
         new = _extract(storage, shard, missing, job, extractor or InProcessExtractor(backbone),
                        footer, progress)  # fmt: skip
         known = new if known is None else pl.concat([known, new], rechunk=True)
-        known = known.unique("id", keep="first", maintain_order=True)  # the sample's: once
         storage.write_parquet(known, *table(RERANK_NAG, shard.key), meta=footer.to_meta())
     if not want:
         return np.zeros((0, backbone.num_layers, settings.top_k), dtype=np.int16), 0
-    rows = known.unique("id", keep="first", maintain_order=True)
-    at = dict(zip(rows["id"].to_list(), range(rows.height)))
-    return nags_of(rows[pl.Series([at[i] for i in want])], footer), len(missing)
+    at = dict(zip(known["id"].to_list(), range(known.height)))
+    return nags_of(known[pl.Series([at[i] for i in want])], footer), len(missing)
 
 
 def _known_rows(storage: Storage, shard: FilePlan, version: str, fp: str) -> pl.DataFrame | None:
-    """The NAG rows already read for this shard's content and these settings: the rerank's
-    own, then its distill_sample's (None: none yet)."""
+    """The NAG rows already read for this shard's content and these settings, each id once:
+    the rerank's own, then its distill_sample's (None: none yet)."""
     parts = []
     mine = NagFooter.read(storage, RERANK_NAG, shard.key)
     if mine is not None and mine.version == version:
@@ -128,7 +126,8 @@ def _known_rows(storage: Storage, shard: FilePlan, version: str, fp: str) -> pl.
         parts.append(storage.read_parquet(*table(DISTILL_SAMPLE, shard.key)))
     if not parts:
         return None
-    return pl.concat([p.select(COLUMNS) for p in parts], rechunk=True)
+    rows = pl.concat([p.select(COLUMNS) for p in parts], rechunk=True)
+    return rows.unique("id", keep="first", maintain_order=True)  # the sample's are kept too
 
 
 def _extract(storage, shard: FilePlan, missing: set, job, extractor, footer, progress):
