@@ -61,7 +61,8 @@ from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.extractor import BackboneSpec
 from nag_assets.storage import Storage
 address, model, device, root, chunk_rows = sys.argv[1:]
-ex = RayExtractor(ExecutorSettings("ray", address, actors=1), BackboneSpec(model, device, None))
+settings = ExecutorSettings(executor="ray", ray_address=address, actors=1)
+ex = RayExtractor(settings, BackboneSpec(model, device, None))
 shards.shard_nag(Storage(root), "tiny", ex.backbone(), NagSettings(chunk_rows=int(chunk_rows)),
                  None, ex)
 print(round(time.perf_counter() - start, 3))
@@ -154,7 +155,16 @@ def _measure(a, device: str, address: str, work: Path) -> dict:
     extractors, infos = {}, {}
     for name, n in pools.items():
         gpus = 1.0 if a.gpu else 0.0
-        ex = RayExtractor(ExecutorSettings("ray", address, n, gpus, 1.0), spec)
+        ex = RayExtractor(
+            ExecutorSettings(
+                executor="ray",
+                ray_address=address,
+                actors=n,
+                gpus_per_actor=gpus,
+                cpus_per_actor=1.0,
+            ),
+            spec,
+        )
         start = time.perf_counter()
         infos[name] = ex.backbone()
         startup[name] = round(time.perf_counter() - start, 2)

@@ -1,5 +1,6 @@
 """The one Definitions object that `dagster dev` (workspace.yaml) loads: the unnamed
-NagSelection, every setting from the NAG_* environment (or its default)."""
+NagSelection. Its spec is the same model a component's YAML holds, here in Python; unset
+settings come from the NAG_* environment (docs/settings.md), then the defaults."""
 
 import dagster as dg
 
@@ -13,9 +14,10 @@ def build_defs(
     storage: StorageResource | None = None,
     backbone: BackboneResource | None = None,
     executor: ExecutorResource | None = None,
+    selection: NagSelection = THIS_REPOSITORY,
 ) -> dg.Definitions:
     """Definitions with the given resources (tests and the demo pass their own)."""
-    return THIS_REPOSITORY.definitions(storage, backbone, executor)
+    return selection.definitions(storage, backbone, executor)
 
 
 defs = build_defs()

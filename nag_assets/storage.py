@@ -19,15 +19,17 @@ AWS_ACCESS_KEY_ID, AWS_PROFILE, ...; botocore reads them) or from `storage_optio
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -93,6 +95,16 @@ class ChangedWhileReading(OSError):
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where an input folder's files lie ("": under the storage root), the fnmatch patterns
+    of the files it takes (none: all), and the filesystem options to open it with."""
+
+    url: str
+    patterns: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class FileInfo:
     path: str  # full path or URL
     name: str  # path under the listed folder: the file name, or sub/folders/name
@@ -103,8 +115,19 @@ class FileInfo:
 class Storage:
     """Paths, listing and atomic I/O under one root, the same on local disk and S3."""
 
-    def __init__(self, root: str, storage_options: dict | None = None):
+    def __init__(
+        self,
+        root: str,
+        storage_options: dict | None = None,
+        sources: dict[str, Source] | None = None,
+        nag_store: str | None = None,
+        patterns: tuple[str, ...] = (),
+    ):
         self.root = root.rstrip("/")
+        self.sources = dict(sources or {})  # input folder -> where its files lie
+        self.nag_store = nag_store  # None: <root>/nag_store
+        self.patterns = patterns  # an input folder's own: the files it takes
+        self._inputs: dict[str, Storage] = {}
         options = dict(storage_options or {})
         if self.root.startswith(("s3://", "s3a://")):
             # other processes add and replace objects: never answer from a stale listing
@@ -114,8 +137,57 @@ class Storage:
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.is_local = "file" in protocols
 
+    def inputs(self, folder: str) -> Storage:
+        """Where the input folder (`shards`: the pool, `targets`) lies: its own location when
+        the spec names one (read-only, anywhere), else `<root>/<folder>`."""
+        if folder not in self._inputs:
+            source = self.sources.get(folder) or Source("")
+            if source.url:
+                store = Storage(source.url, source.options, patterns=source.patterns)
+            else:
+                store = Storage(self.url(folder), self.options, patterns=source.patterns)
+            self._inputs[folder] = store
+        return self._inputs[folder]
+
+    def nags(self) -> Storage:
+        """The NAG store: NAG tables by content and settings, shared by every selection that
+        names it (default `<root>/nag_store`)."""
+        if "_nags" not in self._inputs:
+            url = self.nag_store or self.url("nag_store")
+            same_fs = url.split("://")[0] == self.root.split("://")[0]
+            self._inputs["_nags"] = Storage(url, self.options if same_fs else {})
+        return self._inputs["_nags"]
+
+    def list_inputs(self) -> list[FileInfo]:
+        """Every file under this (input) root at any depth that its patterns take (all when
+        it has none), sorted by path."""
+        files = self.list_files("", recursive=True)
+        if not self.patterns:
+            return files
+        return [f for f in files if any(fnmatch.fnmatchcase(f.name, p) for p in self.patterns)]
+
+    def copy_from(self, other: Storage, src: tuple[str, ...], dst: tuple[str, ...]) -> None:
+        """Place `other`'s file at `src` here at `dst`, atomically: a hard link on one local
+        disk, a server-side copy within one S3, else a streamed copy."""
+        source, target = other.path(*src), self.path(*dst)
+        if self.is_local and other.is_local:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            tmp = f"{os.path.dirname(target)}/{TEMP_PREFIX}{os.getpid()}-{os.path.basename(target)}"
+            Path(tmp).unlink(missing_ok=True)
+            try:
+                os.link(source, tmp)
+            except OSError:  # another device, or no hard links here
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        elif type(self.fs) is type(other.fs) and self.options == other.options:
+            self.fs.copy(source, target)
+        else:
+            with other.fs.open(source, "rb") as f, self.open_atomic(*dst) as out:
+                shutil.copyfileobj(f, out, 1 << 20)
+
     def path(self, *parts: str) -> str:
         """The full path of `parts` under the root; never a path outside it."""
+        parts = tuple(p for p in parts if p != "")
         for part in parts:
             segments = part.split("/")
             if part.startswith("/") or any(p in ("", ".", "..") for p in segments):

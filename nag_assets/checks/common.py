@@ -93,7 +93,7 @@ def benchmark_of(storage: Storage, target: str) -> str | None:
     if target.startswith(BENCHMARK_PREFIX):
         return target.removeprefix(BENCHMARK_PREFIX)
     try:
-        spec = json.loads(storage.read_bytes("targets", f"{target}.json"))
+        spec = json.loads(storage.inputs("targets").read_bytes(f"{target}.json"))
     except (FileNotFoundError, ValueError):
         return None
     return spec.get("benchmark") if isinstance(spec, dict) else None

@@ -3,39 +3,14 @@
 import json
 
 import dagster as dg
-from pydantic import Field
 
 from nag_assets import checks as steps
-from nag_assets.defs.common import progress_logger, resources, with_defaults
+from nag_assets.defs.common import launchpad_config, progress_logger, resources
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.settings import ChecksSettings
 
 REPORT = ("assets/selection_checks", "latest.json")
-
-
-class ChecksConfig(dg.Config):
-    """Set in the launchpad under ops.selection_checks.config."""
-
-    checks: list[str] = Field(
-        default=["stability", "agreement"],
-        description="Which checks to run: stability, agreement, variants, deactivation. "
-        "variants (one backbone pass over pool and targets) and deactivation (about 20 "
-        "full-model passes over held-out examples) take minutes on a CPU.",
-    )
-    fraction: float = Field(default=0.2, description="Budget fraction of the selections.")
-    rankers: list[str] = Field(
-        default=["random", "dsir", "embedding"],
-        description="agreement: the rankers to compare NAG's selection with.",
-    )
-    sizes: list[int] = Field(
-        default=[25, 50, 100, 200], description="stability: target example counts to try."
-    )
-    seeds: int = Field(default=3, description="stability and variants: random subsets.")
-    ks: list[int] = Field(default=[20, 50], description="variants: K values to try.")
-    max_docs: int = Field(default=2000, description="variants: pool documents (a sample).")
-    neurons: list[int] = Field(default=[20], description="deactivation: neurons per layer.")
-    random_seeds: int = Field(default=3, description="deactivation: random-neuron draws.")
-    examples: int = Field(default=50, description="deactivation: held-out examples.")
 
 
 SELECTION_CHECKS_DOC = """Does the selection work? Run on demand (Materialize; pick the checks in
@@ -53,7 +28,7 @@ each check's full result is in its own entry. The same checks run from the comma
 
 def checks_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
     """selection_checks of one selection; its launchpad defaults are the selection's."""
-    config_cls = with_defaults(ChecksConfig, spec.checks)
+    config_cls = launchpad_config(spec.settings.checks)
 
     @dg.asset(
         key=spec.key("selection_checks"),
@@ -76,7 +51,7 @@ def checks_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
 
 def _selection_checks(
     context: dg.AssetExecutionContext,
-    config: ChecksConfig,
+    config: ChecksSettings,
     storage: StorageResource,
     backbone: BackboneResource,
 ) -> dg.MaterializeResult:
@@ -98,7 +73,7 @@ def _selection_checks(
     )
 
 
-def _run(name: str, config: ChecksConfig, store, backbone: BackboneResource, context) -> dict:
+def _run(name: str, config: ChecksSettings, store, backbone: BackboneResource, context) -> dict:
     if name == "stability":
         return steps.stability(store, config.sizes, config.seeds, config.fraction)
     if name == "agreement":

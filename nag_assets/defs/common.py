@@ -1,15 +1,24 @@
 """Turning plain step results into Dagster events and metadata."""
 
+import contextlib
 import time
+from collections.abc import Iterator
+from typing import Any, Literal, get_args, get_origin
 
 import dagster as dg
 import numpy as np
 from pydantic import create_model
-from pydantic.fields import FieldInfo
 
-from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
+from nag_assets.defs.resources import (
+    BackboneResource,
+    ExecutorResource,
+    StorageResource,
+    config_type,
+)
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline.common import StepResult
+from nag_assets.pipeline.slots import backbone_slots, machine_slot
+from nag_assets.settings import Section
 
 
 def storage_of(context, spec: SelectionSpec) -> StorageResource:
@@ -27,16 +36,32 @@ def executor_of(context, spec: SelectionSpec) -> ExecutorResource:
     return getattr(context.resources, spec.executor_key)
 
 
-def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> type[dg.Config]:
-    """`config_cls` whose launchpad defaults are the values of `defaults` (a selection's own
-    budget and rankers), the field descriptions kept."""
-    if defaults is None:
-        return config_cls
-    fields = {
-        name: (info.annotation, FieldInfo.merge_field_infos(info, default=getattr(defaults, name)))
-        for name, info in config_cls.model_fields.items()
-    }
-    return create_model(config_cls.__name__, __base__=config_cls, **fields)
+@contextlib.contextmanager
+def backbone_slot(context, spec: SelectionSpec) -> Iterator[None]:
+    """One of this machine's backbone slots for a step that runs the backbone here (a step
+    whose passes run on Ray actors takes none): the safe default when the instance sets no
+    pool limit."""
+    if executor_of(context, spec).executor == "ray":
+        yield
+        return
+    backbone = getattr(context.resources, spec.backbone_key)
+    with machine_slot(backbone_slots(backbone.slots, backbone.device), context.log.info):
+        yield
+
+
+def launchpad_config(block: Section) -> type[dg.Config]:
+    """A launchpad (run config) model of a spec block: its fields, types and descriptions,
+    defaulting to the block's values (a choice that may be unset is offered as text)."""
+    fields: dict[str, Any] = {}
+    for name, info in type(block).model_fields.items():
+        field = info._copy()
+        field.json_schema_extra = None
+        field.default, field.default_factory = getattr(block, name), None
+        annotation = info.annotation
+        if any(get_origin(a) is Literal for a in get_args(annotation)):  # optional, or a list
+            annotation = config_type(annotation)
+        fields[name] = (annotation, field)
+    return create_model(f"{type(block).__name__}Config", __base__=dg.Config, **fields)
 
 
 def result(step: StepResult, **extra) -> dg.MaterializeResult:

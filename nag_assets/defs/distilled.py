@@ -3,15 +3,19 @@ a sample of each shard), distilled_scorer (a text model per target) and shard_sc
 those scorers, no backbone. With `scorer: nag` (the default) none of this is defined."""
 
 import dataclasses
-import os
 import time
 
 import dagster as dg
-from pydantic import Field
 
-from nag_assets import distill
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.common import (
+    backbone_slot,
+    executor_of,
+    progress_logger,
+    resources,
+    result,
+    storage_of,
+)
 from nag_assets.defs.shards import shard_scores_run, source_version
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.executors import extraction
@@ -19,60 +23,7 @@ from nag_assets.pipeline import distilled as steps
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import DISTILL_SAMPLE
-from nag_assets.sources.files import InputError
 from nag_assets.storage import digest
-
-
-class DistillConfig(dg.Config):
-    """The distilled scorer's settings (the component's `distill:`); unset: NAG_SAMPLE_FRACTION,
-    NAG_SAMPLE_SEED, NAG_SAMPLE_SHARDS (comma-separated), NAG_DISTILL_FEATURES,
-    NAG_DISTILL_RERANK, then the defaults."""
-
-    sample_fraction: float | None = Field(
-        default=None,
-        description="Share of each shard the backbone reads, in (0, 1] (default 0.1): drawn "
-        "by a hash of (seed, shard, id), so a new shard adds only its own sample.",
-    )
-    sample_seed: int | None = Field(default=None, description="Seed of the sample (default 0).")
-    sample_shards: list[str] | None = Field(
-        default=None,
-        description="Shard names or fnmatch patterns the sample is drawn from (default: every "
-        "shard). A shard outside them is scored by the scorers as they are, with no backbone "
-        "pass and no retraining: freeze the sample to the shards you have, e.g. ['cc-2026-*'].",
-    )
-    features: str | None = Field(
-        default=None, description="tokens+words (default) | tokens | words: what the model reads"
-    )
-    ngrams: int | None = Field(default=None, description="Word n-gram length (default 2).")
-    buckets: int | None = Field(default=None, description="Hash buckets of the word n-grams.")
-    alpha: float | None = Field(default=None, description="Ridge regularisation (default 0.1).")
-    rerank: float | None = Field(
-        default=None,
-        description="Share of each shard, per target, whose exact NAG score replaces the "
-        "distilled one (the backbone reads those documents; the rest rank below them). Unset "
-        "(default): no backbone pass in shard_scores. 0.4 read ~half the pool and agreed "
-        "with full NAG at Jaccard ~0.85 (README, 'Distilled NAG').",
-    )
-
-    def scoring(self, scorer: str | None = None) -> steps.Scoring:
-        """The settings over the environment (NAG_SCORER, NAG_SAMPLE_*, NAG_DISTILL_FEATURES)
-        over the defaults; a bad value raises an InputError naming the setting."""
-        env = os.environ.get
-        fraction = _number(self.sample_fraction, "NAG_SAMPLE_FRACTION", float, 0.1)
-        seed = _number(self.sample_seed, "NAG_SAMPLE_SEED", int, 0)
-        listed = env("NAG_SAMPLE_SHARDS")  # comma-separated
-        shards = self.sample_shards or (listed.split(",") if listed else distill.ALL_SHARDS)
-        given = {k: getattr(self, k) for k in ("ngrams", "buckets", "alpha")}
-        model = distill.DistillSettings(
-            features=self.features or env("NAG_DISTILL_FEATURES") or "tokens+words",
-            **{k: v for k, v in given.items() if v is not None},
-        )
-        return steps.Scoring(
-            scorer or env("NAG_SCORER") or "nag",
-            distill.SampleSettings(fraction=fraction, seed=seed, shards=tuple(shards)),
-            model,
-            _number(self.rerank, "NAG_DISTILL_RERANK", float, None),
-        )
 
 
 def _rerank(context, spec: SelectionSpec, backbone, store, share: float) -> steps.Rerank:
@@ -80,18 +31,6 @@ def _rerank(context, spec: SelectionSpec, backbone, store, share: float) -> step
     executor = executor_of(context, spec).settings()
     model, extractor = extraction(executor, backbone.spec(), backbone.load, store, settings)
     return steps.Rerank(share, settings, extractor, backbone=model)
-
-
-def _number(value, variable: str, kind: type, default):
-    if value is not None:
-        return value
-    raw = os.environ.get(variable)
-    if not raw:
-        return default
-    try:
-        return kind(raw)
-    except ValueError as e:
-        raise InputError(f"{variable}={raw!r} is not a {kind.__name__}") from e
 
 
 DISTILL_SAMPLE_DOC = """scorer: distilled. The NAGs of a deterministic sample of the shard (each
@@ -150,7 +89,8 @@ def distilled_assets(spec: SelectionSpec, candidate_shard) -> list[dg.AssetsDefi
         description=DISTILL_SAMPLE_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def distill_sample(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _distill_sample(context, spec)
+        with backbone_slot(context, spec):
+            return _distill_sample(context, spec)
 
     @dg.asset(
         key=spec.key("distilled_scorer"),

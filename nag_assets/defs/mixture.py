@@ -1,83 +1,24 @@
 """selected_mixture: the chosen documents per target under the token budget, with checks."""
 
-from typing import Literal
 from urllib.parse import quote
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import resources, with_defaults
+from nag_assets.defs.common import launchpad_config, resources
 from nag_assets.defs.plots import score_plot
-from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
 from nag_assets.pipeline.picks import picks_markdown, target_picks
-from nag_assets.rankers import DEFAULT, names
-
-RankerName = Literal[names()]  # every ranker of the registry, as a choice in the launchpad
-
-
-class MixtureConfig(dg.Config):
-    """Set in the launchpad (Materialize > Open launchpad) under ops.selected_mixture.config."""
-
-    fraction: float = Field(
-        default=0.2,
-        description="Token budget: this share of all pool tokens is selected, in (0, 1]. "
-        "The budget is split between targets by weight.",
-    )
-    weights: dict[str, float] = Field(
-        default={},
-        description="Per-target weight of the budget, e.g. {hellaswag: 2, arc_easy: 1}; a "
-        "target not named weighs 1 (default: equal shares).",
-    )
-    dedup: bool = Field(
-        default=False,
-        description="Keep a document once even if several targets chose it (under the first "
-        "target); off: once per target, as in the paper.",
-    )
-    ranker: RankerName = Field(  # type: ignore[valid-type]
-        default=DEFAULT,
-        description="What ranks the documents: nag (NAG-based Ranking, the default), "
-        "nag_contrastive (NAG against each neuron's target frequency relative to the pool's), "
-        "or a baseline with the same targets, shards, budget and output: random (seeded uniform), "
-        "dsir (hashed n-gram importance, target vs pool), embedding (all-MiniLM-L6-v2 "
-        "similarity to the target's mean embedding), or nag_distilled (NAG at classifier "
-        "cost: a text model trained on the NAG scores of a sample of the pool, scoring every "
-        "document from its text for ~1/600 of the backbone's CPU; its selection only "
-        "approximates NAG's: Jaccard ~0.3 with it at a 10% sample on 8k Wikipedia leads; it "
-        "learns from shard_nag, so it saves no backbone pass: for that, build the selection "
-        "with scorer: distilled; see README, 'Distilled NAG'). The mixture's `ranker` column "
-        "and metadata record it.",
-    )
-    seed: int = Field(
-        default=0, description="Seed of the random ranker and of nag_distilled's sample."
-    )
-    sample_fraction: float = Field(
-        default=0.1,
-        description="nag_distilled only: the share of the pool (drawn by a hash of shard and "
-        "id) whose NAG scores its scorer learns from, in (0, 1].",
-    )
-    quality_column: str | None = Field(
-        default=None,
-        description="Quality blend (opt-in): a numeric column of the shards (e.g. an "
-        "educational-value score); the ranker's score and it are min-max normalised over the "
-        "pool and mixed by quality_weight. Empty: the ranker alone.",
-    )
-    quality_weight: float = Field(
-        default=0.5, description="Share of the quality in the blend, in [0, 1] (0.5: the paper)."
-    )
-    quality_direction: str = Field(
-        default="higher", description="Which quality values are better: higher | lower."
-    )
-
+from nag_assets.settings import MixtureSettings
 
 SELECTED_MIXTURE_DOC = """The selected corpus: per target, the best-scoring documents that fit its
 share of the token budget, as parquet with text and provenance (target, score, shard and the
-shard's own columns). `selected_mixture/CURRENT.json` names the version in force.
+shard's own columns). `selected_mixture/` holds the version in force and nothing else;
+`mixture_versions/CURRENT.json` names it.
 
 What was picked and why, in the latest materialization below: `picks_<target>` its top
 documents and those at the cut-off (text preview, the shard's title), and for NAG which layers
@@ -85,15 +26,22 @@ and neurons gave the top ones their score; `per_target` documents, tokens,
 budget and score cut-off per target; `score_distributions` (open it) each target's score
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
-`inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used.
-Budget fraction, per-target weights, dedup and the ranker (nag, nag_contrastive, or a
-baseline: random, dsir, embedding; recorded as `ranker`): Materialize > Open launchpad."""
+`inputs` links to the exact `target_nag` and `shard_nag` partitions and data versions used;
+`settings` the spec's mixture settings that made it.
+Budget fraction, per-target weights, dedup and the ranker come from the selection spec (the
+component's `mixture:`), for automation and manual runs alike; to try other values, run
+`mixture_preview`, which writes beside this selection and never replaces it."""
+
+MIXTURE_PREVIEW_DOC = """On demand: the selection the spec would give with other mixture settings
+(Materialize > Open launchpad: fraction, tokens, weights, dedup, ranker, seed, quality; each
+defaults to the spec's value; `differs_from_spec` lists what the preview changed). Written
+under `previews/<version>/`, beside the selection in force, which it never replaces; the last
+5 previews are kept. To make a preview the selection, put its settings in the spec."""
 
 
 def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
-    """selected_mixture of one selection; its launchpad defaults are the selection's."""
+    """selected_mixture of one selection, made with the spec's mixture settings only."""
     key = spec.key("selected_mixture")
-    config_cls = with_defaults(MixtureConfig, spec.mixture)
 
     @dg.asset(
         key=key,
@@ -103,6 +51,7 @@ def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         code_version=STEP_CODE_VERSION,
         automation_condition=on_update(spec.key("shard_scores")),
         required_resource_keys={spec.storage_key, spec.backbone_key},
+        config_schema={},  # the spec only: run config is refused, never silently ignored
         check_specs=[
             dg.AssetCheckSpec(
                 "budget_holds",
@@ -117,44 +66,67 @@ def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         ],
         description=SELECTED_MIXTURE_DOC,
     )
-    def selected_mixture(
-        context: dg.AssetExecutionContext, config: config_cls
-    ) -> dg.MaterializeResult:
-        return _selected_mixture(context, config, *resources(context, spec), spec)
+    def selected_mixture(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return _run(context, spec.settings.mixture, spec, preview=False)
 
     return selected_mixture
 
 
-def _selected_mixture(
+def preview_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
+    """mixture_preview: the spec's selection with other mixture settings, written apart."""
+    config_cls = launchpad_config(spec.settings.mixture)
+
+    @dg.asset(
+        key=spec.key("mixture_preview"),
+        deps=[dg.AssetDep(spec.key("shard_scores"), partition_mapping=dg.AllPartitionMapping())],
+        group_name=spec.named("selection"),
+        kinds={"polars", "parquet", spec.storage_kind},
+        required_resource_keys={spec.storage_key, spec.backbone_key},
+        description=MIXTURE_PREVIEW_DOC,
+    )
+    def mixture_preview(
+        context: dg.AssetExecutionContext, config: config_cls
+    ) -> dg.MaterializeResult:
+        settings = MixtureSettings(**config.model_dump())  # validated as the spec is
+        return _run(context, settings, spec, preview=True)
+
+    return mixture_preview
+
+
+def _run(
     context: dg.AssetExecutionContext,
-    config: MixtureConfig,
-    storage: StorageResource,
-    backbone: BackboneResource,
+    settings: MixtureSettings,
     spec: SelectionSpec,
+    preview: bool,
 ) -> dg.MaterializeResult:
+    storage, backbone = resources(context, spec)
     store = storage.storage()
     targets = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
     shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
-    settings = steps.MixtureSettings(
-        config.fraction,
-        dict(config.weights),
-        config.dedup,
-        config.ranker,
-        config.seed,
-        config.sample_fraction,
-        config.quality_column or None,
-        config.quality_weight,
-        config.quality_direction,
+    step = steps.selected_mixture(
+        store, shards, targets, settings, backbone=backbone.load, preview=preview
     )
-    step = steps.selected_mixture(store, shards, targets, settings, backbone=backbone.load)
     facts = step.facts
     for s, why in facts["shards_left_out"].items():
         context.log.warning(f"shard {s} left out of the mixture: {why}")
+    meta = _metadata(store, facts, step.skipped, spec)
+    meta["settings"] = dg.MetadataValue.json(settings.model_dump())  # what made this selection
+    meta["version"] = step.version
+    if preview:
+        meta["path"] = dg.MetadataValue.path(store.url(steps.PREVIEWS, step.version))
+        meta["differs_from_spec"] = dg.MetadataValue.json(_differences(settings, spec))
+        return dg.MaterializeResult(data_version=dg.DataVersion(step.version), metadata=meta)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(step.version),
-        metadata=_metadata(store, facts, step.skipped, spec),
+        metadata=meta,
         check_results=_checks(store, facts),
     )
+
+
+def _differences(settings: MixtureSettings, spec: SelectionSpec) -> dict:
+    """The preview's settings that differ from the spec's: {name: [spec's, preview's]}."""
+    ours, theirs = settings.model_dump(), spec.settings.mixture.model_dump()
+    return {k: [theirs[k], v] for k, v in ours.items() if theirs[k] != v}
 
 
 def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
@@ -173,11 +145,10 @@ def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
         "chosen_by_several": _several_table(store, facts),
         "inputs": dg.MetadataValue.md(_inputs_md(facts, shard_meta, spec)),
         "shards_left_out": dg.MetadataValue.json(facts["shards_left_out"]),
-        "settings": dg.MetadataValue.json({k: facts[k] for k in ("fraction", "weights", "dedup")}),
         "ranker": facts.get("ranker", "nag"),  # what ranked the documents
         "scorer": spec.scoring.scorer,  # what made shard_scores: nag, or distilled
         "input_versions": dg.MetadataValue.json(_input_versions(facts, shard_meta)),
-        "path": dg.MetadataValue.path(store.url(steps.FOLDER, steps.POINTER)),
+        "path": dg.MetadataValue.path(store.url(steps.CORPUS)),
         "skipped_unchanged": skipped,
     }
     if facts.get("ranker") == "random":

@@ -3,12 +3,14 @@ by a SelectionSpec. definitions.py and the NagSelection component both build thr
 
 from __future__ import annotations
 
+import logging
+
 import dagster as dg
 
 from nag_assets.defs.automation import automation_sensor
-from nag_assets.defs.checks import ChecksConfig, checks_asset
+from nag_assets.defs.checks import checks_asset
 from nag_assets.defs.distilled import distilled_assets
-from nag_assets.defs.mixture import MixtureConfig, mixture_asset
+from nag_assets.defs.mixture import mixture_asset, preview_asset
 from nag_assets.defs.resources import (
     BackboneResource,
     ExecutorResource,
@@ -19,39 +21,39 @@ from nag_assets.defs.sensors import pool_sensor
 from nag_assets.defs.shards import shard_assets
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.defs.targets import target_assets
-from nag_assets.pipeline.distilled import Scoring
+from nag_assets.pipeline.slots import backbone_slots
+from nag_assets.settings import SelectionSettings
+
+log = logging.getLogger("nag_assets")
 
 
 def selection_defs(
+    settings: SelectionSettings,
     storage: StorageResource,
     backbone: BackboneResource,
     executor: ExecutorResource,
-    name: str = "",
-    pool: str = "",
-    mixture: MixtureConfig | None = None,
-    checks: ChecksConfig | None = None,
-    scoring: Scoring | None = None,
 ) -> dg.Definitions:
-    """The graph over `storage` with `backbone`, its passes run by `executor`. `name` prefixes
-    every asset key, partition set, sensor, group, pool and resource key ("" keeps today's
-    names); `mixture`/`checks` are the launchpad defaults of selected_mixture and
-    selection_checks; `scoring` chooses how shards are scored (default: full NAG).
+    """The graph of one selection (`settings`, resolved) over `storage` with `backbone`, its
+    passes run by `executor`.
 
     Runs execute in their run worker's process: each run the sensor or the automation makes
     is one asset, so a process per step would only load torch and the backbone once more."""
     spec = SelectionSpec(
-        name=name,
+        settings=settings,
         backbone_version=backbone.code_version(),
         storage_kind=storage_kind(storage.root),
-        pool=pool,
-        mixture=mixture,
-        checks=checks,
-        scoring=scoring or Scoring(),
     )
     shards = shard_assets(spec)
     if spec.scoring.distilled:  # the sample, the scorers and their score tables
         shards += distilled_assets(spec, shards[0])
-    assets = [*target_assets(spec), *shards, mixture_asset(spec), checks_asset(spec)]
+    assets = [
+        *target_assets(spec),
+        *shards,
+        mixture_asset(spec),
+        preview_asset(spec),
+        checks_asset(spec),
+    ]
+    _log_start(spec, backbone, executor)
     return dg.Definitions(
         assets=assets,
         executor=dg.in_process_executor,
@@ -61,4 +63,19 @@ def selection_defs(
             spec.backbone_key: backbone,
             spec.executor_key: executor,
         },
+    )
+
+
+def _log_start(spec: SelectionSpec, backbone: BackboneResource, executor: ExecutorResource) -> None:
+    """What bounds the backbone steps, said once when the definitions load."""
+    if executor.executor == "ray":
+        where = "on the Ray cluster's actors (no machine slot taken)"
+    else:
+        where = f"at most {backbone_slots(backbone.slots, backbone.device)} at a time per machine"
+    log.info(
+        "selection %r: backbone steps run %s (backbone.slots), and within the Dagster pool %r "
+        "when the instance sets a limit for it",
+        spec.name or "(unnamed)",
+        where,
+        spec.backbone_pool,
     )

@@ -8,7 +8,9 @@ import dagster as dg
 from nag_assets.defs.common import storage_of
 from nag_assets.defs.resources import StorageResource
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.pipeline.common import record_input
 from nag_assets.pipeline.watch import scan
+from nag_assets.sources.benchmarks import BENCHMARK_PREFIX
 from nag_assets.storage import sha256_file
 
 
@@ -51,6 +53,8 @@ def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: S
     for folder, partitions, first in _watched(spec):
         found = scan(store, folder, cursor.get(folder, {}))
         existing = set(context.instance.get_dynamic_partitions(partitions.name))
+        for k in found.added:  # steps find the file by its key without listing the pool
+            record_input(store, folder, k, found.seen[k]["name"])
         if new := [k for k in found.added if k not in existing]:
             partition_requests.append(partitions.build_add_request(new))
         todo = [
@@ -86,6 +90,7 @@ def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: S
             + f", ~{len(found.changed)} changed, -{len(gone)} removed,"
             f" {len(todo) + len(found.changed)} runs requested"
         )
+    runs += _benchmarks(context, spec, partition_requests, log)
     if removed:
         runs.append(
             dg.RunRequest(
@@ -101,6 +106,21 @@ def _tick(context: dg.SensorEvaluationContext, storage: StorageResource, spec: S
         cursor=json.dumps(cursor, sort_keys=True),
         skip_reason=None if runs or partition_requests else "nothing to do: " + "; ".join(log),
     )
+
+
+def _benchmarks(context, spec: SelectionSpec, partition_requests: list, log: list) -> list:
+    """The spec's built-in benchmarks as target partitions (bench__<name>), added once."""
+    existing = set(context.instance.get_dynamic_partitions(spec.targets.name))
+    wanted = [f"{BENCHMARK_PREFIX}{b}" for b in spec.settings.targets.benchmarks]
+    if not (new := [k for k in wanted if k not in existing]):
+        return []
+    partition_requests.append(spec.targets.build_add_request(new))
+    log.append(f"benchmarks: +{len(new)} from the spec")
+    return [
+        dg.RunRequest(run_key=f"benchmark:{k}", partition_key=k,
+                      asset_selection=[spec.key("target_dataset")])
+        for k in new
+    ]  # fmt: skip
 
 
 def _done(
@@ -123,7 +143,8 @@ def _done(
         return True
     if seen["version"].startswith("etag:") and str(got.value).startswith("sha256:"):
         try:
-            sha = sha256_file(store.fs, store.path(folder, seen["name"]))
+            source = store.inputs(folder)
+            sha = sha256_file(source.fs, source.path(seen["name"]))
         except FileNotFoundError:  # gone since the listing: the next tick sees it removed
             return False
         return got.value == f"sha256:{sha}"

@@ -6,7 +6,14 @@ from collections.abc import Callable
 import dagster as dg
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.common import (
+    backbone_slot,
+    executor_of,
+    progress_logger,
+    resources,
+    result,
+    storage_of,
+)
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.executors import extraction
@@ -67,7 +74,8 @@ def shard_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition | dg.SourceAss
         description=SHARD_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def shard_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _shard_nag(context, *resources(context, spec), executor_of(context, spec))
+        with backbone_slot(context, spec):
+            return _shard_nag(context, *resources(context, spec), executor_of(context, spec))
 
     @dg.asset(
         key=spec.key("shard_scores"),
@@ -96,10 +104,11 @@ def _candidate_shard(
     store = storage.storage()
     known = set(context.instance.get_dynamic_partitions(spec.shards.name))
     versions = {}
-    for f in store.list_files("shards", recursive=True):
+    pool = store.inputs("shards")
+    for f in pool.list_inputs():
         key = key_or_none(f.name)
         if key in known:
-            versions[key] = dg.DataVersion(store.content_version(f))
+            versions[key] = dg.DataVersion(pool.content_version(f))
     return dg.DataVersionsByPartition(versions)
 
 

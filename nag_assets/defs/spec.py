@@ -6,41 +6,33 @@ over it; `SelectionSpec()` gives today's unprefixed names."""
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.distilled import Scoring
-
-if TYPE_CHECKING:
-    from nag_assets.defs.checks import ChecksConfig
-    from nag_assets.defs.mixture import MixtureConfig
-
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+from nag_assets.settings import SelectionSettings
 
 
 @dataclass(frozen=True)
 class SelectionSpec:
-    """`name` prefixes every key, partition set, sensor, group, pool and resource key
-    ("" keeps the unprefixed names of this repository's own code location)."""
+    """The Dagster names of one selection's settings (`settings.name` prefixes every key,
+    partition set, sensor, group, pool and resource key; "" keeps the unprefixed names of this
+    repository's own code location), and the settings themselves, resolved."""
 
-    name: str = ""
+    settings: SelectionSettings = field(default_factory=SelectionSettings)
     backbone_version: str = ""  # BackboneResource.code_version(): part of the NAG code version
     storage_kind: str = "file"  # "file" or "s3": the kind badge of the assets reading the root
-    pool: str = ""  # concurrency pool of the backbone steps; "" -> named("backbone")
-    mixture: MixtureConfig | None = None  # selected_mixture's launchpad defaults (None: built-in)
-    checks: ChecksConfig | None = None  # selection_checks' launchpad defaults
-    scoring: Scoring = field(default_factory=Scoring)  # nag (default) or distilled
 
-    def __post_init__(self) -> None:
-        if self.name and not NAME.match(self.name):
-            raise ValueError(
-                f"selection name {self.name!r}: use lower-case letters, digits and _, "
-                "starting with a letter (it prefixes asset keys, partition sets and sensors)"
-            )
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @functools.cached_property
+    def scoring(self) -> Scoring:
+        """nag (default) or distilled, with the distilled scorer's settings."""
+        return self.settings.distill.scoring(self.settings.scorer)
 
     def key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([self.name, asset] if self.name else [asset])
@@ -51,7 +43,7 @@ class SelectionSpec:
 
     @property
     def backbone_pool(self) -> str:
-        return self.pool or self.named("backbone")
+        return self.settings.concurrency_pool or self.named("backbone")
 
     def shard_pass(self, shard: str) -> dg.AssetKey:
         """The first asset a new or changed shard needs: shard_nag; with the distilled scorer

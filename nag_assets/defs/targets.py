@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result
+from nag_assets.defs.common import backbone_slot, executor_of, progress_logger, resources, result
 from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
@@ -65,7 +65,8 @@ def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
         description=TARGET_NAG_DOC.replace("`backbone`", f"`{spec.backbone_pool}`"),
     )
     def target_nag(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        return _target_nag(context, *resources(context, spec), executor_of(context, spec))
+        with backbone_slot(context, spec):
+            return _target_nag(context, *resources(context, spec), executor_of(context, spec))
 
     return [target_dataset, target_nag]
 

@@ -8,7 +8,6 @@ table is byte-identical for the same inputs and settings."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,37 +16,15 @@ if TYPE_CHECKING:
     from nag_assets.pipeline.extractor import BackboneSpec, Extractor
     from nag_assets.storage import Storage
 
+from nag_assets.settings import ExecutorSettings
+
 EXECUTORS = ("local", "ray")
+__all__ = ["EXECUTORS", "ExecutorError", "ExecutorSettings", "extraction"]
 
 
 class ExecutorError(RuntimeError):
     """The executor could not do its part: a cluster out of reach, a worker lost too often.
     The message names the cluster, and the file and chunk when there is one."""
-
-
-@dataclass(frozen=True)
-class ExecutorSettings:
-    """`ray_address` None: RAY_ADDRESS, else the cluster started on this machine with
-    `ray start --head` ("auto"). `actors` 0: one per GPU in the cluster, or, without GPUs,
-    one per `cpus_per_actor` CPUs. `gpus_per_actor` None: 1 when the cluster has GPUs, else
-    0. `max_retries`: how often a chunk whose worker died is retried (and a worker
-    restarted) before its file fails."""
-
-    executor: str = "local"
-    ray_address: str | None = None
-    actors: int = 0
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float = 1.0
-    max_retries: int = 3
-
-    def __post_init__(self) -> None:
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"executor {self.executor!r} must be one of {list(EXECUTORS)}")
-        for name in ("actors", "cpus_per_actor", "max_retries"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
-            raise ValueError(f"gpus_per_actor={self.gpus_per_actor} must be >= 0")
 
 
 def extraction(

@@ -74,8 +74,10 @@ def target_budgets(
     targets: Sequence[str],
     fraction: float = 0.2,
     weights: Mapping[str, float] | None = None,
+    tokens: int | None = None,
 ) -> dict[str, int]:
-    """Token budget per target: `fraction` of the pool, split by weight (equal by default)."""
+    """Token budget per target: `fraction` of the pool (or `tokens`, a count, when given),
+    split by weight (equal by default)."""
     check_fraction(fraction)
     if not targets:
         raise ValueError("no targets to select for")
@@ -83,7 +85,8 @@ def target_budgets(
     w = np.array([weights.get(t, 1.0) for t in targets])
     if w.sum() <= 0:
         raise ValueError(f"target weights {dict(zip(targets, w))} must have a sum > 0")
-    share = fraction * pool_tokens * w / w.sum()
+    total = fraction * pool_tokens if tokens is None else float(tokens)
+    share = total * w / w.sum()
     return {t: int(np.floor(s + 1e-9)) for t, s in zip(targets, share)}
 
 
@@ -99,8 +102,10 @@ def find_cutoffs(
     fraction: float = 0.2,
     weights: Mapping[str, float] | None = None,
     bins: int = BINS,
+    tokens: int | None = None,
 ) -> list[Cutoff]:
-    """Exact per-target cut-offs in two streaming passes over `batches()`."""
+    """Exact per-target cut-offs in two streaming passes over `batches()`; the budget is
+    `fraction` of the pool's tokens, or `tokens` when given."""
     hist = np.zeros((len(targets), 2, bins), dtype=np.float64)  # tokens, documents
     pool_tokens = 0
     for b in batches():
@@ -113,7 +118,7 @@ def find_cutoffs(
             hist[t, 0] += np.bincount(sb, weights=tok_f64, minlength=bins)
             sb[unusable] = bins  # counted apart, then dropped: an unweighted count is faster
             hist[t, 1] += np.bincount(sb, minlength=bins + 1)[:bins]
-    budgets = target_budgets(pool_tokens, targets, fraction, weights)
+    budgets = target_budgets(pool_tokens, targets, fraction, weights, tokens)
     edges = [_boundary_bin(hist[t], budgets[name]) for t, name in enumerate(targets)]
     edge_docs = _collect_boundary(batches, [e[0] for e in edges], bins)
     return [_resolve(n, budgets[n], *edges[t], edge_docs[t]) for t, n in enumerate(targets)]

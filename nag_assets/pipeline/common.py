@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -101,12 +102,28 @@ class StepResult:
 Progress = Callable[[int, int, int], None]
 
 
-def find_input(storage: Storage, folder: str, key: str) -> tuple[str, str] | None:
-    """(path, path under `folder`) of the input file, at any depth, whose partition key is
-    `key`: a key is never turned back into a path, the file is found by listing."""
-    for f in storage.list_files(folder, recursive=True):
+INPUT_INDEX = "assets/_inputs"  # <folder>/<key>.json: the file a partition key names
+
+
+def record_input(storage: Storage, folder: str, key: str, name: str) -> None:
+    """Remember which file (its path under the input folder) partition `key` names, so a step
+    finds it without listing the pool (the pool sensor records each key it adds)."""
+    storage.write_bytes(json.dumps({"name": name}).encode(), INPUT_INDEX, folder, f"{key}.json")
+
+
+def find_input(storage: Storage, folder: str, key: str) -> tuple[Storage, str, str] | None:
+    """(the folder's storage, full path, path under the folder) of the input file whose
+    partition key is `key`: from the index the sensor keeps (O(1)), else by listing."""
+    source = storage.inputs(folder)
+    try:
+        name = json.loads(storage.read_bytes(INPUT_INDEX, folder, f"{key}.json"))["name"]
+    except FileNotFoundError:
+        name = None
+    if name is not None and key_or_none(name) == key and source.exists(name):
+        return source, source.path(name), name
+    for f in source.list_inputs():
         if is_input_file(f.name) and key_or_none(f.name) == key:
-            return f.path, f.name
+            return source, f.path, f.name
     return None
 
 
@@ -118,9 +135,9 @@ def read_input(storage: Storage, folder: str, key: str) -> tuple[str, bytes, str
     found = find_input(storage, folder, key)
     if found is None:
         return None
-    path, name = found
+    source, path, name = found
     try:
-        data = storage.read_whole(path)
+        data = source.read_whole(path)
     except FileNotFoundError as e:
         raise InputError(f"{name}: removed while being read; nothing to do until it is back") from e
     except ChangedWhileReading as e:

@@ -1,6 +1,7 @@
 """The impact baseline of baseline-normalized NAGs (beyond the paper): each neuron's mean
 impact over a fixed sample of documents, computed once per (backbone, max_tokens, sample)
-and kept under `assets/impact_baseline/`.
+and kept in the NAG store (`<nag_store>/impact_baseline/`), so every selection that shares
+the store shares it; computed once on a machine however many runs ask at once (a lock).
 
 The sample is fixed, not the live pool, so a new shard never changes the NAGs of the others:
 incremental runs stay incremental. Point `impact_sample` at a file of your own pool (e.g.
@@ -16,12 +17,14 @@ import fsspec
 import numpy as np
 
 from nag_assets.nag import Backbone, neuron_baseline
+from nag_assets.pipeline import slots
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.sources.wiki import load_wiki_leads, spread
 from nag_assets.storage import Storage, digest
 
-FOLDER = "assets/impact_baseline"
+FOLDER = "impact_baseline"  # in the NAG store
+LEGACY_FOLDER = "assets/impact_baseline"  # where roots made before the store kept it
 EMBEDDED = "embedded"
 EMBEDDED_DOCS = 256
 
@@ -69,12 +72,19 @@ def impact_baseline(
     sample_version, texts = _sample(storage, settings.impact_sample)
     fp = settings.fingerprint(backbone, sample_version)
     name = f"{digest(backbone.fingerprint, settings.max_tokens, sample_version)}.npy"
-    try:
-        return storage.read_npy(FOLDER, name), fp
-    except FileNotFoundError:
-        pass
-    baseline = neuron_baseline(
-        backbone, texts(), settings.max_tokens, settings.batch_size, progress or False
-    )
-    storage.write_npy(baseline, FOLDER, name)
+    store = storage.nags()
+    with slots.once(f"impact-baseline-{name}"):
+        # the store's, else one a root made before the store kept (moved into the store)
+        for where, folder in ((store, FOLDER), (storage, LEGACY_FOLDER)):
+            try:
+                baseline = where.read_npy(folder, name)
+            except FileNotFoundError:
+                continue
+            if where is storage:
+                store.write_npy(baseline, FOLDER, name)
+            return baseline, fp
+        baseline = neuron_baseline(
+            backbone, texts(), settings.max_tokens, settings.batch_size, progress or False
+        )
+        store.write_npy(baseline, FOLDER, name)
     return baseline, fp

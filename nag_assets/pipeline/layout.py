@@ -25,13 +25,15 @@ from nag_assets.storage import Storage, check_key
 TARGET_DATASET = "assets/target_dataset"
 TARGET_NAG = "assets/target_nag"
 SHARD_NAG = "assets/shard_nag"
+SHARD_NAG_STORE = "shard_nag"  # in the NAG store: <version>.parquet, shared by selections
 SHARD_SCORES = "assets/shard_scores"
 RANKER_SCORES = "assets/baseline_scores"  # asset key kept: the non-default rankers' tables
 IMPACT_BASELINE = "assets/impact_baseline"
 DISTILL_SAMPLE = "assets/distill_sample"  # scorer: distilled, the sample's NAGs per shard
 DISTILLED_SCORER = "assets/distilled_scorer"  # scorer: distilled, one model per target
 RERANK_NAG = "assets/rerank_nag"  # distill rerank: the NAGs it read, per shard (a cache)
-SELECTED_MIXTURE = "selected_mixture"
+SELECTED_MIXTURE = "selected_mixture"  # the corpus in force: its parquet parts only
+MIXTURE_VERSIONS = "mixture_versions"  # every version's parts and manifest, and the pointer
 MIXTURE_POINTER = "CURRENT.json"
 
 RANK_SEP = "\x01"  # id + RANK_SEP + shard sorts as (id, shard): ids hold no control characters

@@ -1,9 +1,14 @@
 """selected_mixture: the token-budget selection over all shards, with provenance.
 
-Output: `selected_mixture/<version>/part-<shard>.parquet` (the chosen documents, their text and
-every column of the shard, plus target, score, shard) and `selected_mixture/CURRENT.json`,
-which names the version in force. The pointer is written last, so readers following it never
-see a half-written mixture; a rerun with the same inputs writes the same version.
+Output: `mixture_versions/<version>/part-<shard>.parquet` (the chosen documents, their text
+and every column of the shard, plus target, score, shard), its manifest
+`mixture_versions/<version>.json`, and `mixture_versions/CURRENT.json`, which names the version
+in force. The pointer is written last, so readers following it never see a half-written
+mixture; a rerun with the same inputs writes the same version. Then `selected_mixture/` is
+made to hold exactly the parts of the version in force and nothing else (local: a symlink to
+its folder, switched atomically; S3: its files copied in, the others removed), so one line of
+polars, pandas or HF `datasets` reads the corpus. A preview (other settings than the spec's)
+is written the same way under `previews/` and never replaces the selection in force.
 
 Documents are known by (shard, id): ids need only be unique within a shard. The same id in two
 shards is two documents; both can be chosen, their rows told apart by `shard`, and ties in
@@ -15,20 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from nag_assets.distill.sample import SampleSettings
 from nag_assets.nag import Cutoff, ScoredBatch, find_cutoffs, keep_mask, mixture_rows
-from nag_assets.nag.blend import Range, blend, check_blend
-from nag_assets.nag.select import check_fraction, check_weights
+from nag_assets.nag.blend import Range, blend
+from nag_assets.nag.select import check_weights
 from nag_assets.pipeline import distilled, ranker_scores
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
 from nag_assets.pipeline.layout import (
     DISTILL_SAMPLE,
     MIXTURE_POINTER,
+    MIXTURE_VERSIONS,
     RANK_SEP,
     SELECTED_MIXTURE,
     SHARD_NAG,
@@ -37,48 +43,33 @@ from nag_assets.pipeline.layout import (
     NagFooter,
     ShardScoresFooter,
     doc_key,
-    is_current,
     rank_ids,
     read_json,
     table,
 )
 from nag_assets.pipeline.shards import read_shard
 from nag_assets.rankers import registry
+from nag_assets.settings import MixtureSettings
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, UnsafeKeyError, check_key, digest
 
-FOLDER = SELECTED_MIXTURE
+CORPUS = SELECTED_MIXTURE  # the parts of the version in force, nothing else
+FOLDER = MIXTURE_VERSIONS  # every version's parts, manifests and the pointer
 POINTER = MIXTURE_POINTER
+PREVIEWS = "previews"
+KEEP_PREVIEWS = 5
 PLOT_BINS = 200
 SAMPLE = 20
-FORMAT = "2"  # 2: a `ranker` column and facts; bump when the mixture's files change
-__all__ = ["FOLDER", "POINTER", "RANK_SEP", "MixtureSettings", "read_mixture", "selected_mixture"]
-
-
-@dataclass(frozen=True)
-class MixtureSettings:
-    fraction: float = 0.2
-    weights: dict[str, float] = field(default_factory=dict)
-    dedup: bool = False
-    ranker: str = registry.DEFAULT  # any name of `nag_assets.rankers.names()`
-    seed: int = 0  # the random and nag_distilled rankers' seed
-    sample_fraction: float = 0.1  # nag_distilled: the share of the pool its scorer learns from
-    # quality blend (opt-in, `nag.blend`): a numeric shard column, its weight and which
-    # values are better; the ranker's score and the quality are min-max normalised over
-    # the pool and mixed (weight 0.5: the paper's NAG + FineWeb-Edu rule)
-    quality_column: str | None = None
-    quality_weight: float = 0.5
-    quality_direction: str = "higher"
-
-    def __post_init__(self) -> None:
-        registry.get(self.ranker)
-        SampleSettings(self.sample_fraction, seed=self.seed)  # names a bad fraction
-        try:
-            check_fraction(self.fraction)
-            check_weights(self.weights)
-            check_blend(self.quality_weight, self.quality_direction)
-        except ValueError as e:
-            raise InputError(str(e)) from e
+FORMAT = "3"  # 3: versions apart from the corpus folder; bump when the mixture's files change
+__all__ = [
+    "CORPUS",
+    "FOLDER",
+    "POINTER",
+    "RANK_SEP",
+    "MixtureSettings",
+    "read_mixture",
+    "selected_mixture",
+]
 
 
 def scored_shards(
@@ -128,11 +119,13 @@ def selected_mixture(
     settings: MixtureSettings,
     embedder=None,
     backbone=None,
+    preview: bool = False,
 ) -> StepResult:
     """The budgeted selection by `settings.ranker` (NAG by default; another ranker's scores
     are computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
     embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed); `backbone`: loads
-    the backbone (nag_distilled reads its tokenizer and input embeddings, never runs it)."""
+    the backbone (nag_distilled reads its tokenizer and input embeddings, never runs it).
+    `preview`: written under `previews/`, leaving the selection in force as it is."""
     _check_request(storage, shards, targets, settings)
     targets, targets_left_out = _ready_targets(storage, targets)
     usable, left_out, target_versions = scored_shards(storage, shards, targets)
@@ -144,12 +137,13 @@ def selected_mixture(
     batches = _Batches(storage, folder, sorted(usable), targets)
     if settings.quality_column:
         batches.blend_with(settings, usable)
-    cutoffs = find_cutoffs(batches, targets, settings.fraction, weights)
+    cutoffs = find_cutoffs(batches, targets, settings.fraction, weights, tokens=settings.tokens)
     version = _mixture_version(targets, settings, versions)
-    pointer = read_json(storage, FOLDER, POINTER)
-    if is_current(storage, version, FOLDER, POINTER):
-        return StepResult(version, True, pointer["facts"])
-    written = _write_parts(storage, batches, cutoffs, usable, version, settings)
+    done = _written_before(storage, version, preview)
+    if done is not None:
+        return StepResult(version, True, done)
+    out = PREVIEWS if preview else FOLDER
+    written = _write_parts(storage, batches, cutoffs, usable, version, settings, out)
     facts = _facts(cutoffs, written, versions, left_out, settings)
     facts["target_versions"] = target_versions
     facts["ids_in_several_shards"] = _shared_ids(storage, batches.keys, written.id_hashes)
@@ -160,8 +154,20 @@ def selected_mixture(
             "weight": settings.quality_weight,
             "direction": settings.quality_direction,
         }
-    _publish(storage, version, facts, (pointer or {}).get("version"))
+    (_publish_preview if preview else _publish)(storage, version, facts)
     return StepResult(version, False, facts)
+
+
+def _written_before(storage: Storage, version: str, preview: bool) -> dict | None:
+    """The facts of this very version if it is already the one in force (or, for a preview,
+    already written), else None."""
+    if preview:
+        manifest = read_json(storage, PREVIEWS, f"{version}.json")
+        return None if manifest is None else manifest["facts"]
+    pointer = _read_pointer(storage)
+    if pointer and pointer["version"] == version and _corpus_shows(storage, version):
+        return pointer["facts"]
+    return None
 
 
 def _check_request(
@@ -219,6 +225,8 @@ def _mixture_version(targets, settings: MixtureSettings, versions: dict) -> str:
     ]
     if settings.ranker != registry.DEFAULT:
         inputs.append([settings.ranker, settings.seed])
+    if settings.tokens is not None:  # a count of tokens replaces the fraction
+        inputs.append(["tokens", settings.tokens])
     if settings.quality_column:  # the column's values are in the shards' sha256 already
         blend = settings.quality_column, settings.quality_weight, settings.quality_direction
         inputs.append(["quality", *blend])
@@ -271,7 +279,9 @@ class _Written:
     id_hashes: list = field(default_factory=list)
 
 
-def _write_parts(storage, batches: _Batches, cutoffs, usable, version, settings) -> _Written:
+def _write_parts(
+    storage, batches: _Batches, cutoffs, usable, version, settings, folder: str = FOLDER
+) -> _Written:
     targets = batches.targets
     out = _Written(np.zeros((len(targets), PLOT_BINS)), np.full(len(targets), np.inf))
     for s in batches.keys:
@@ -287,7 +297,7 @@ def _write_parts(storage, batches: _Batches, cutoffs, usable, version, settings)
         if not mask.any():
             continue
         part = _part(storage, s, usable[s].sha256, batch, ids, mask, targets, settings)
-        storage.write_parquet(part, FOLDER, version, f"part-{s}.parquet")
+        storage.write_parquet(part, folder, version, f"part-{s}.parquet")
         out.files.append(f"{version}/part-{s}.parquet")
     return out
 
@@ -311,17 +321,63 @@ def _quality(storage: Storage, shard: str, sha: str, settings: MixtureSettings) 
     return values.fill_null(np.nan).to_numpy()
 
 
-def _publish(storage: Storage, version: str, facts: dict, previous: str | None) -> None:
+def _publish(storage: Storage, version: str, facts: dict) -> None:
     """The manifest, then the pointer (last: readers never see a half-written mixture), then
-    drop versions older than the one before."""
-    storage.write_bytes(
-        json.dumps({"version": version, "facts": facts}, indent=1).encode(),
-        FOLDER,
-        version,
-        "_manifest.json",
-    )
+    the corpus folder, then drop versions older than the one before."""
+    previous = (_read_pointer(storage) or {}).get("version")
+    manifest = json.dumps({"version": version, "facts": facts}, indent=1).encode()
+    storage.write_bytes(manifest, FOLDER, f"{version}.json")
     storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(), FOLDER, POINTER)
-    _drop_old_versions(storage, {version, previous})
+    _show_corpus(storage, version, facts["files"])
+    _drop_old(storage, FOLDER, {version, previous} - {None})
+
+
+def _publish_preview(storage: Storage, version: str, facts: dict) -> None:
+    """A preview's manifest (written last: it marks the preview whole); the oldest beyond
+    KEEP_PREVIEWS are dropped."""
+    manifest = json.dumps({"version": version, "facts": facts}, indent=1).encode()
+    storage.write_bytes(manifest, PREVIEWS, f"{version}.json")
+    found = [f for f in storage.list_files(PREVIEWS) if f.name.endswith(".json")]
+    found.sort(key=lambda f: _modified(storage, f.path))
+    keep = {f.name[: -len(".json")] for f in found[-KEEP_PREVIEWS:]} | {version}
+    _drop_old(storage, PREVIEWS, keep)
+
+
+def _modified(storage: Storage, path: str) -> float:
+    info = storage.fs.info(path)
+    stamp = info.get("mtime") or info.get("LastModified") or 0
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
+
+
+def _show_corpus(storage: Storage, version: str, files: list[str]) -> None:
+    """Make `selected_mixture/` hold the version's parts and nothing else. Local: a relative
+    symlink to its folder, replaced atomically (a folder left by an older release is removed
+    first). Elsewhere: its parts copied in, then every other file removed."""
+    if storage.is_local:
+        link = storage.path(CORPUS)
+        if os.path.isdir(link) and not os.path.islink(link):
+            storage.fs.rm(link, recursive=True)  # the old layout: versions inside
+        os.makedirs(storage.path(FOLDER, version), exist_ok=True)  # an empty selection
+        tmp = storage.path(f".tmp-{CORPUS}-{os.getpid()}")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.join(FOLDER, version), tmp)
+        os.replace(tmp, link)
+        return
+    names = {f.split("/", 1)[1] for f in files}
+    for name in sorted(names):
+        storage.copy_from(storage, (FOLDER, version, name), (CORPUS, name))
+    for f in storage.list_files(CORPUS, recursive=True):
+        if f.name not in names:
+            storage.fs.rm(f.path)
+
+
+def _corpus_shows(storage: Storage, version: str) -> bool:
+    """Whether `selected_mixture/` is already the version's (local: the link's target)."""
+    link = storage.path(CORPUS)
+    if storage.is_local:
+        return os.path.islink(link) and os.readlink(link) == os.path.join(FOLDER, version)
+    return storage.exists(CORPUS)
 
 
 def _part(storage, shard, sha, batch, ids, mask, targets, settings) -> pl.DataFrame:
@@ -425,24 +481,32 @@ def _read_pointer(storage: Storage) -> dict | None:
     return read_json(storage, FOLDER, POINTER)
 
 
-def _drop_old_versions(storage: Storage, keep: set) -> None:
-    """Keep the version in force and the one before it (a reader that read the old pointer
-    just before the switch can still read its files); drop the rest, orphans included."""
-    base = storage.path(FOLDER)
+def _drop_old(storage: Storage, folder: str, keep: set) -> None:
+    """Drop every version folder and manifest under `folder` but those in `keep` (the version
+    in force and the one before it: a reader that read the old pointer just before the
+    switch can still read its files); orphans of killed runs included."""
+    base = storage.path(folder)
+    if not storage.fs.exists(base):
+        return
     for d in storage.fs.ls(base, detail=True):
         name = d["name"].rstrip("/").rsplit("/", 1)[-1]
-        if d.get("type") == "directory" and name not in keep:
-            storage.fs.rm(d["name"], recursive=True)
+        version = name[: -len(".json")] if name.endswith(".json") else name
+        if name != POINTER and version not in keep and not name.startswith("."):
+            storage.fs.rm(d["name"], recursive=d.get("type") == "directory")
 
 
-def read_mixture(storage: Storage) -> pl.DataFrame:
-    """The selected corpus in force, as one table."""
-    pointer = _read_pointer(storage)
-    if pointer is None:
-        raise FileNotFoundError(f"no selected_mixture under {storage.url(FOLDER)} yet")
-    return pl.concat(
-        [storage.read_parquet(FOLDER, f) for f in pointer["facts"]["files"]], how="diagonal_relaxed"
-    )
+def read_mixture(where: Storage | str, preview: str | None = None) -> pl.DataFrame:
+    """The selected corpus in force under a storage root (a Storage, a local folder or an
+    s3:// URL), as one table; or the preview of that version."""
+    storage = where if isinstance(where, Storage) else Storage(str(where))
+    folder = PREVIEWS if preview else FOLDER
+    found = read_json(storage, PREVIEWS, f"{preview}.json") if preview else _read_pointer(storage)
+    if found is None:
+        raise FileNotFoundError(f"no selected_mixture under {storage.url(folder)} yet")
+    files = found["facts"]["files"]
+    if not files:
+        return pl.DataFrame()
+    return pl.concat([storage.read_parquet(folder, f) for f in files], how="diagonal_relaxed")
 
 
 @dataclass(frozen=True)
@@ -476,10 +540,12 @@ def check_mixture(storage: Storage, facts: dict) -> MixtureCheck:
     return MixtureCheck(over, bad_rows, mix.height)
 
 
-def mixture_digest(storage: Storage) -> str:
-    """sha256 over the current mixture's files: equal across byte-identical reruns."""
-    pointer = _read_pointer(storage)
+def mixture_digest(storage: Storage, preview: str | None = None) -> str:
+    """sha256 over the current mixture's files (or a preview's): equal across byte-identical
+    reruns."""
+    folder = PREVIEWS if preview else FOLDER
+    pointer = read_json(storage, PREVIEWS, f"{preview}.json") if preview else _read_pointer(storage)
     h = hashlib.sha256()
     for f in (pointer or {}).get("facts", {}).get("files", []):
-        h.update(storage.read_bytes(FOLDER, f))
+        h.update(storage.read_bytes(folder, f))
     return h.hexdigest()

@@ -12,7 +12,7 @@ from nag_assets.nag.explain import Explanation, explain
 from nag_assets.pipeline.common import nags_of
 from nag_assets.pipeline.layout import (
     MIXTURE_POINTER,
-    SELECTED_MIXTURE,
+    MIXTURE_VERSIONS,
     SHARD_NAG,
     NagFooter,
     read_json,
@@ -70,7 +70,7 @@ def _candidates(storage: Storage, top: int, edge: int) -> tuple[pl.DataFrame, di
     at a time), and how many rows each target has."""
     keep, counts = [], {}
     for f in _pointer_files(storage):
-        part = storage.read_parquet(SELECTED_MIXTURE, f).sort(ORDER, descending=DESCENDING)
+        part = storage.read_parquet(MIXTURE_VERSIONS, f).sort(ORDER, descending=DESCENDING)
         for (target,), rows in part.group_by("target"):
             counts[target] = counts.get(target, 0) + rows.height
             keep.append(pl.concat([rows.head(top), rows.tail(edge)]).unique(maintain_order=True))
@@ -78,9 +78,9 @@ def _candidates(storage: Storage, top: int, edge: int) -> tuple[pl.DataFrame, di
 
 
 def _pointer_files(storage: Storage) -> list[str]:
-    pointer = read_json(storage, SELECTED_MIXTURE, MIXTURE_POINTER)
+    pointer = read_json(storage, MIXTURE_VERSIONS, MIXTURE_POINTER)
     if pointer is None:
-        raise FileNotFoundError(f"no selected_mixture under {storage.url(SELECTED_MIXTURE)} yet")
+        raise FileNotFoundError(f"no selected_mixture under {storage.url(MIXTURE_VERSIONS)} yet")
     return pointer["facts"]["files"]
 
 

@@ -20,6 +20,7 @@ from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     SHARD_NAG,
+    SHARD_NAG_STORE,
     SHARD_SCORES,
     TARGET_NAG,
     NagFooter,
@@ -38,7 +39,7 @@ def read_shard(storage: Storage, key: str) -> tuple[str, bytes, str]:
     """(file name, bytes, sha256) of a shard, read once so the hash matches what is parsed."""
     found = read_input(storage, "shards", key)
     if found is None:
-        raise InputError(f"shard {key!r}: no file for it under {storage.url('shards')}")
+        raise InputError(f"shard {key!r}: no file for it in {storage.inputs('shards').root}")
     return found
 
 
@@ -47,10 +48,10 @@ def plan_shard(storage: Storage, key: str, chunk_rows: int) -> FilePlan:
     check_key(key)
     found = find_input(storage, "shards", key)
     if found is None:
-        raise InputError(f"shard {key!r}: no file for it under {storage.url('shards')}")
-    path, name = found
+        raise InputError(f"shard {key!r}: no file for it in {storage.inputs('shards').root}")
+    pool, path, name = found
     try:
-        return plan_file(storage, storage.relative(path), name, key, chunk_rows)
+        return plan_file(pool, pool.relative(path), name, key, chunk_rows)
     except FileNotFoundError as e:
         raise InputError(f"{name}: removed while being read; nothing to do until it is back") from e
 
@@ -70,8 +71,14 @@ def shard_nag(
     baseline, fp = impact_baseline(storage, backbone, settings, progress)
     version = digest("shard_nag", STEP_CODE_VERSION, plan.sha256, fp)
     out = table(SHARD_NAG, key)
+    stored = stored_nags(version)
     if is_current(storage, version, *out):
+        _keep(storage, out, version)
         return StepResult(version, True, {"documents_extracted": 0, "file": name})
+    if is_current(storage.nags(), version, *stored):  # another selection extracted it
+        storage.copy_from(storage.nags(), stored, out)
+        facts = {"documents_extracted": 0, "file": name, "from_nag_store": True}
+        return StepResult(version, False, facts)
     if plan.rows == 0:
         raise InputError(f"{name}: the shard holds no documents")
     footer = nag_footer(version, backbone, settings, fp, file=name, sha256=plan.sha256)
@@ -79,6 +86,7 @@ def shard_nag(
     chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
     tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
     write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
+    _keep(storage, out, version)
     return StepResult(
         version,
         False,
@@ -95,6 +103,19 @@ def shard_nag(
             **tally.neuron_use(),
         },
     )
+
+
+def stored_nags(version: str) -> tuple[str, str]:
+    """Where the NAG store keeps a shard's NAG table: by its version, which is a digest of
+    the file's content and the NAG fingerprint (never of the selection)."""
+    return SHARD_NAG_STORE, f"{version}.parquet"
+
+
+def _keep(storage: Storage, out: tuple[str, str], version: str) -> None:
+    """Put the selection's NAG table in the store, unless it is there (a link, not a copy,
+    on one local disk): what lets another selection over the same pool skip the backbone."""
+    if not is_current(storage.nags(), version, *stored_nags(version)):
+        storage.nags().copy_from(storage, out, stored_nags(version))
 
 
 def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:

@@ -23,7 +23,8 @@ def scan(storage: Storage, folder: str, previous: dict[str, dict]) -> Scan:
     """Hash only files whose signature (size+mtime, or ETag) moved: a touch costs a hash, a
     content change costs a hash and a request, an unchanged file costs nothing."""
     out = Scan()
-    for f in storage.list_files(folder, recursive=True):
+    source = storage.inputs(folder)
+    for f in source.list_inputs():
         if not is_input_file(f.name):
             out.rejected[f.name] = "not a .parquet, .jsonl, .jsonl.gz or .json file"
             continue
@@ -39,7 +40,7 @@ def scan(storage: Storage, folder: str, previous: dict[str, dict]) -> Scan:
         if prev and prev["name"] == f.name and prev["signature"] == f.signature:
             version = prev["version"]
         else:
-            version = storage.content_version(f)
+            version = source.content_version(f)
         out.seen[key] = {"name": f.name, "signature": f.signature, "version": version}
         if prev is None:
             out.added.append(key)

@@ -109,5 +109,5 @@ def backbone_intervals(all_runs: list[Run]) -> list[tuple[float, float, str]]:
 
 def current_facts(root: Path) -> dict | None:
     """The facts of the mixture in force (CURRENT.json), if there is one."""
-    pointer = root / "selected_mixture" / "CURRENT.json"
+    pointer = root / "mixture_versions" / "CURRENT.json"
     return json.loads(pointer.read_text())["facts"] if pointer.exists() else None

@@ -22,6 +22,7 @@ ASSETS = [
     "shard_nag",
     "shard_scores",
     "selected_mixture",
+    "mixture_preview",
     "selection_checks",
 ]
 
@@ -68,7 +69,7 @@ def test_a_name_prefixes_everything_and_two_share_nothing(tmp_path: Path) -> Non
 
 
 def test_a_shared_pool_can_be_named() -> None:
-    defs = NagSelection(name="code", pool="gpu0").definitions()
+    defs = NagSelection(name="code", concurrency_pool="gpu0").definitions()
     assert names(defs)["pools"] == {"gpu0"}
 
 
@@ -83,24 +84,25 @@ def test_yaml_settings_override_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert node.code_version.endswith(want)
 
 
-def test_env_settings_become_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deployment_settings_become_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAM_ROOT", "s3://bucket/code")
     sel = NagSelection.resolve_from_yaml(
         "name: a\nstorage: {root: {env: TEAM_ROOT}, endpoint_url: {env: TEAM_S3}}\n"
-        "backbone: {batch_size: {env: TEAM_BATCH}}\n"
+        "pool: {path: {env: TEAM_POOL}}\n"
     )
-    storage, backbone = sel.storage_resource(), sel.backbone_resource()
+    storage = sel.storage_resource()
     assert isinstance(storage.endpoint_url, dg.EnvVar)
     assert storage.endpoint_url.env_var_name == "TEAM_S3"
-    assert backbone.batch_size.env_var_name == "TEAM_BATCH"  # an int setting: EnvVar.int
+    assert storage.pool.env_var_name == "TEAM_POOL"
     node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "selected_mixture"]))
     assert "s3" in node.kinds  # the badge follows the root's current value
 
 
-def test_settings_that_shape_nags_cannot_wait_for_run_time() -> None:
-    sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {top_k: {env: TEAM_K}}\n")
-    with pytest.raises(ValueError, match=r"\['top_k'\].*dg.EnvVar"):
-        sel.definitions()
+@pytest.mark.parametrize("setting", ["top_k", "preset", "batch_size", "fraction"])
+def test_settings_that_shape_a_selection_are_values_not_env_vars(setting: str) -> None:
+    block = "mixture" if setting == "fraction" else "backbone"
+    with pytest.raises(Exception, match=rf"(?s){block}.*{setting}"):
+        NagSelection.resolve_from_yaml(f"name: a\n{block}: {{{setting}: {{env: X}}}}\n")
 
 
 @pytest.mark.parametrize("setting", ["preset", "layers", "neurons"])
@@ -112,9 +114,6 @@ def test_quality_settings_shape_the_code_version(setting: str) -> None:
     assert want != BackboneResource.from_env().code_version()
     node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "shard_nag"]))
     assert node.code_version.endswith(want)
-    deferred = NagSelection.resolve_from_yaml(f"name: a\nbackbone: {{{setting}: {{env: X}}}}\n")
-    with pytest.raises(ValueError, match=rf"\['{setting}'\].*dg.EnvVar"):
-        deferred.definitions()
 
 
 def test_executor_settings_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,6 +140,9 @@ def test_executor_settings_override_the_environment(monkeypatch: pytest.MonkeyPa
         assert key in keys, asset
     with pytest.raises(Exception, match="cpus_per_actor"):
         NagSelection.resolve_from_yaml("name: a\nexecutor: {cpus_per_actor: {env: N}}\n")
+    with pytest.raises(InputError, match=r"NAG_RAY_ACTORS='many' \(from the environment"):
+        monkeypatch.setenv("NAG_RAY_ACTORS", "many")
+        NagSelection(name="a").definitions()  # unset in the spec: the variable is read
 
 
 def test_a_bad_name_is_refused() -> None:
@@ -148,17 +150,19 @@ def test_a_bad_name_is_refused() -> None:
         NagSelection(name="Code-Pool").definitions()
 
 
-def test_launchpad_defaults_come_from_the_config() -> None:
+def test_the_mixture_takes_no_run_config_and_the_preview_defaults_to_the_spec() -> None:
     sel = NagSelection.resolve_from_yaml(
         "name: a\nmixture: {fraction: 0.05, ranker: dsir}\nchecks: {rankers: [random]}\n"
     )
     defs = sel.definitions()
+    op = defs.resolve_assets_def(dg.AssetKey(["a", "selected_mixture"])).op
+    assert op.config_schema.config_type.fields == {}  # the spec only: run config is refused
     fields = {}
-    for asset in ("selected_mixture", "selection_checks"):
+    for asset in ("mixture_preview", "selection_checks"):
         op = defs.resolve_assets_def(dg.AssetKey(["a", asset])).op
         fields[asset] = op.config_schema.config_type.fields
-    assert fields["selected_mixture"]["fraction"].default_value == 0.05
-    assert fields["selected_mixture"]["ranker"].default_value == "dsir"
+    assert fields["mixture_preview"]["fraction"].default_value == 0.05
+    assert fields["mixture_preview"]["ranker"].default_value == "dsir"
     assert fields["selection_checks"]["rankers"].default_value == ["random"]
 
 
@@ -201,9 +205,6 @@ def test_chunk_rows_is_a_setting_that_never_shapes_nags(monkeypatch: pytest.Monk
     sel = NagSelection.resolve_from_yaml("name: a\nbackbone: {chunk_rows: 300}\n")
     assert sel.backbone_resource().settings().chunk_rows == 300  # the YAML over the env
     assert sel.backbone_resource().code_version() == BackboneResource().code_version()
-    deferred = NagSelection.resolve_from_yaml("name: a\nbackbone: {chunk_rows: {env: X}}\n")
-    assert deferred.backbone_resource().chunk_rows.env_var_name == "X"
-    deferred.definitions()  # speed and memory only: may wait for run time
 
 
 @pytest.mark.parametrize(
@@ -224,9 +225,9 @@ def test_compile_from_the_environment(monkeypatch, value: str | None, expected: 
 
 def test_a_bad_compile_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NAG_COMPILE", "maybe")
-    with pytest.raises(InputError, match=r"NAG_COMPILE='maybe'.*boolean"):
+    with pytest.raises(InputError, match=r"NAG_COMPILE='maybe' \(from the environment.*boolean"):
         BackboneResource.from_env()
-    with pytest.raises(Exception, match=r"(?s)BackboneSettings.compile.*valid boolean"):
+    with pytest.raises(Exception, match=r"(?s)backbone.compile.*valid boolean"):
         NagSelection.resolve_from_yaml("name: a\nbackbone: {compile: maybe}\n")
 
 
@@ -239,5 +240,5 @@ def test_compile_in_the_yaml_shapes_the_code_version(monkeypatch: pytest.MonkeyP
     node = sel.definitions().resolve_asset_graph().get(dg.AssetKey(["a", "shard_nag"]))
     assert node.code_version.endswith(want)
     # a value only (it shapes every NAG, and dg.EnvVar has no bool form)
-    with pytest.raises(Exception, match=r"(?s)BackboneSettings.compile.*valid boolean"):
+    with pytest.raises(Exception, match=r"(?s)backbone.compile.*valid boolean"):
         NagSelection.resolve_from_yaml("name: a\nbackbone: {compile: {env: X}}\n")

@@ -51,7 +51,7 @@ def test_every_run_succeeds_and_covers_the_graph(graph: Graph) -> None:
     assert ("selected_mixture", None) in done
     assert graph.partitions("targets") == sorted(TARGETS)
     assert graph.partitions("shards") == SHARDS
-    assert (graph.root / "selected_mixture" / "CURRENT.json").is_file()
+    assert (graph.root / "mixture_versions" / "CURRENT.json").is_file()
 
 
 def test_mixture_equals_independent_selection(graph: Graph) -> None:
@@ -64,7 +64,7 @@ def test_mixture_equals_independent_selection(graph: Graph) -> None:
     assert mix.height == len(expected)  # no duplicate (target, id) rows
     assert pairs(mix) == expected
     # every target gets documents, and none beyond its budget
-    facts = json.loads((graph.root / "selected_mixture" / "CURRENT.json").read_text())["facts"]
+    facts = json.loads((graph.root / "mixture_versions" / "CURRENT.json").read_text())["facts"]
     budget = int(scores["tokens"].sum()) // (5 * len(TARGETS))
     for t in TARGETS:
         mine = mix.filter(pl.col("target") == t)
@@ -158,7 +158,7 @@ def test_recomputing_from_inputs_is_byte_identical(
             assert all(r["success"] for r in g.runs)
             assert g.latest_metadata("selected_mixture")["skipped_unchanged"] is False
             digests.append(mixture_digest(g.storage))
-            pointer = json.loads((root / "selected_mixture" / "CURRENT.json").read_text())
+            pointer = json.loads((root / "mixture_versions" / "CURRENT.json").read_text())
             versions.append(pointer["version"])
     assert digests[0] == digests[1]
     assert versions[0] == versions[1]

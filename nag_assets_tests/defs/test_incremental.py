@@ -44,7 +44,7 @@ def _assets(runs: list[dict]) -> list[tuple[str, str | None]]:
 
 
 def _pointer(g: Graph) -> dict:
-    return json.loads((g.root / "selected_mixture" / "CURRENT.json").read_text())
+    return json.loads((g.root / "mixture_versions" / "CURRENT.json").read_text())
 
 
 def test_new_target_extracts_only_its_examples(

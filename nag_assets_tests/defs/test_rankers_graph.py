@@ -73,7 +73,7 @@ def test_baseline_mixture_keeps_the_contract(graph: Graph, ranker: str) -> None:
     assert mix.columns == nag.columns  # same output schema, ranker column included
     assert mix["ranker"].unique().to_list() == [ranker]
     assert nag["ranker"].unique().to_list() == ["nag"]
-    facts = json.loads((graph.root / "selected_mixture" / "CURRENT.json").read_text())["facts"]
+    facts = json.loads((graph.root / "mixture_versions" / "CURRENT.json").read_text())["facts"]
     assert facts["ranker"] == ranker
     assert graph.latest_metadata("selected_mixture")["ranker"] == ranker
     # the same documents and tokens as the NAG scores, one score column per target in [0, 1]

@@ -19,7 +19,9 @@ from nag_assets_tests.s3.conftest import s3  # noqa: F401
 def make_extractor(
     cluster: LocalCluster, model_dir: Path, actors: int = 2, **kwargs
 ) -> RayExtractor:
-    settings = ExecutorSettings("ray", cluster.address, actors=actors, **kwargs)
+    settings = ExecutorSettings(
+        executor="ray", ray_address=cluster.address, actors=actors, **kwargs
+    )
     return RayExtractor(settings, BackboneSpec(str(model_dir), "cpu", None))
 
 

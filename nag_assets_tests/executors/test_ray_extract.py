@@ -164,7 +164,8 @@ from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.extractor import BackboneSpec
 from nag_assets.storage import Storage
 address, model, root, key = sys.argv[1:]
-ex = RayExtractor(ExecutorSettings("ray", address, actors=2), BackboneSpec(model, "cpu", None))
+settings = ExecutorSettings(executor="ray", ray_address=address, actors=2)
+ex = RayExtractor(settings, BackboneSpec(model, "cpu", None))
 step = shards.shard_nag(
     Storage(root), key, ex.backbone(), NagSettings(top_k=4, batch_size=8, chunk_rows=7), None, ex
 )
@@ -208,7 +209,9 @@ def test_compile_travels_to_the_actors(
     local = spec.load()
     shards.shard_nag(Storage(str(local_root)), keys(files)[0], local, SETTINGS)
     root = write_pool(tmp_path / "ray", docs, files)
-    extractor = RayExtractor(ExecutorSettings("ray", fresh_pool.address, actors=1), spec)
+    extractor = RayExtractor(
+        ExecutorSettings(executor="ray", ray_address=fresh_pool.address, actors=1), spec
+    )
     backbone = extractor.backbone()
     hook = load_backbone(str(tiny_model_dir), device="cpu")
     assert backbone.fingerprint == local.fingerprint != hook.fingerprint

@@ -67,7 +67,7 @@ def test_mixture_dying_before_its_pointer_leaves_the_previous_one(
 ) -> None:
     _score(store, backbone, "a", "b")
     first = _select(store)
-    before = (store.read_bytes("selected_mixture/CURRENT.json"), mixture.mixture_digest(store))
+    before = (store.read_bytes("mixture_versions/CURRENT.json"), mixture.mixture_digest(store))
 
     real = Storage.write_bytes
 
@@ -82,7 +82,7 @@ def test_mixture_dying_before_its_pointer_leaves_the_previous_one(
     # the new version's parts exist, but nothing points at them: readers see the old mixture
     root = Path(store.root)
     assert len([p for p in (root / "selected_mixture").iterdir() if p.is_dir()]) == 2
-    assert store.read_bytes("selected_mixture/CURRENT.json") == before[0]
+    assert store.read_bytes("mixture_versions/CURRENT.json") == before[0]
     assert mixture.mixture_digest(store) == before[1]
     assert (
         mixture.read_mixture(store)["id"].n_unique() == first.facts["targets"]["snow"]["documents"]
@@ -191,11 +191,11 @@ def test_shard_changed_after_scoring_is_never_mixed(store: Storage, backbone: Ba
     was scored, the mixture stops (keeping the previous one) until the new version is scored."""
     _score(store, backbone, "a", "b")
     first = _select(store)
-    pointer = store.read_bytes("selected_mixture/CURRENT.json")
+    pointer = store.read_bytes("mixture_versions/CURRENT.json")
     Path(store.path("shards", "a.jsonl")).write_bytes(_jsonl(_texts(8, "other water")))
     with pytest.raises(InputError, match=r"^a\.jsonl changed after it was scored: this mixture"):
         _select(store, fraction=0.9)  # a new mixture version, which must read shard a again
-    assert store.read_bytes("selected_mixture/CURRENT.json") == pointer
+    assert store.read_bytes("mixture_versions/CURRENT.json") == pointer
     _score(store, backbone, "a")
     second = _select(store, fraction=0.9)
     assert second.version != first.version

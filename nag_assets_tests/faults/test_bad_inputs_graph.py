@@ -98,7 +98,7 @@ def test_the_good_ones_reach_the_mixture_which_lists_what_it_left_out(graph: Gra
     assert set(_runs(graph, "target_nag")) == {"water"}  # bad targets never got this far
     mix = read_mixture(graph.storage)
     assert set(mix["shard"]) == set(GOOD_SHARDS) and set(mix["target"]) == {"water"}
-    facts = json.loads((graph.root / "selected_mixture/CURRENT.json").read_text())["facts"]
+    facts = json.loads((graph.root / "mixture_versions/CURRENT.json").read_text())["facts"]
     assert sorted(facts["shards"]) == GOOD_SHARDS
     assert sorted(facts["shards_left_out"]) == sorted(BAD_SHARDS)
     assert all("its file is bad" in why for why in facts["shards_left_out"].values())

@@ -151,7 +151,7 @@ def test_reruns_skip_and_fresh_runs_are_byte_identical(
 
 
 def test_the_mixture_selects_from_the_distilled_tables(store: Storage) -> None:
-    step = mixture.selected_mixture(store, SHARDS, TARGETS, mixture.MixtureSettings(0.3))
+    step = mixture.selected_mixture(store, SHARDS, TARGETS, mixture.MixtureSettings(fraction=0.3))
     assert sorted(step.facts["shards"]) == SHARDS and step.facts["shards_left_out"] == {}
     assert mixture.check_mixture(store, step.facts).over_budget == {}
 
@@ -169,14 +169,14 @@ def test_a_retrained_scorer_leaves_tables_of_the_old_one_out(
     now = ScorerFooter.read_json(store, "plants").version
     assert now != before and [p.name for p in models] == [f"{now}.npz"]  # the old one dropped
     distilled.distilled_scores(store, "s1", TARGETS, backbone)
-    step = mixture.selected_mixture(store, SHARDS, TARGETS, mixture.MixtureSettings(0.3))
+    step = mixture.selected_mixture(store, SHARDS, TARGETS, mixture.MixtureSettings(fraction=0.3))
     assert sorted(step.facts["shards"]) == ["s1"]
     assert "plants" in step.facts["shards_left_out"]["s0"]
 
 
 def test_rankers_that_read_full_nags_say_so(store: Storage, backbone: Backbone) -> None:
     for ranker in ("nag_contrastive", "nag_distilled"):
-        settings = mixture.MixtureSettings(0.3, ranker=ranker)
+        settings = mixture.MixtureSettings(fraction=0.3, ranker=ranker)
         with pytest.raises(InputError, match=r"scored by the distilled scorer \(scorer: distilled"):
             mixture.selected_mixture(store, SHARDS, TARGETS, settings, backbone=lambda: backbone)
 

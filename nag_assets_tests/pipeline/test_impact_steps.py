@@ -45,8 +45,8 @@ def test_shard_nag_normalizes_by_the_sample_mean(store: Storage, backbone: Backb
     got = nags_of(store.read_parquet(SHARD_NAG, "pool.parquet"), meta)
     np.testing.assert_array_equal(got, expected)
     assert (got != extract_nags(backbone, POOL, 4)[0]).any()
-    # the baseline is kept once under assets/impact_baseline and reused
-    cached = list(Path(store.path(impact.FOLDER)).glob("*.npy"))
+    # the baseline is kept once in the NAG store and reused
+    cached = list(Path(store.nags().path(impact.FOLDER)).glob("*.npy"))
     assert len(cached) == 1
     np.testing.assert_allclose(np.load(cached[0]), baseline, rtol=1e-6)
     assert shards.shard_nag(store, "pool", backbone, NORMALIZED).skipped

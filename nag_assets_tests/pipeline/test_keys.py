@@ -125,7 +125,7 @@ def test_nested_pool_is_listed_and_keyed(nested_root: Path) -> None:
     assert found.added == [partition_key(n) for n in names]
     assert found.seen["flat"]["name"] == "flat.jsonl"
     for name in names:
-        assert find_input(store, "shards", partition_key(name))[1] == name
+        assert find_input(store, "shards", partition_key(name))[2] == name
 
 
 def test_a_nested_shard_is_extracted_under_its_safe_key(

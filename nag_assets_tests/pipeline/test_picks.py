@@ -12,7 +12,7 @@ from nag_assets_tests.pipeline.test_quality_blend import pool  # noqa: F401  (fi
 
 
 def test_picks_follow_the_selection_and_explain_the_score(pool: Storage) -> None:  # noqa: F811
-    mixture.selected_mixture(pool, ["a", "b"], ["snow"], mixture.MixtureSettings(0.5))
+    mixture.selected_mixture(pool, ["a", "b"], ["snow"], mixture.MixtureSettings(fraction=0.5))
     mix = mixture.read_mixture(pool).sort(["score", "id"], descending=[True, False])
     picks = target_picks(pool, top=3, edge=2)["snow"]
     assert [p.id for p in picks.top] == mix["id"].head(3).to_list()
@@ -34,7 +34,7 @@ def test_picks_follow_the_selection_and_explain_the_score(pool: Storage) -> None
 
 def test_a_baseline_mixture_has_picks_without_explanations(pool: Storage) -> None:  # noqa: F811
     mixture.selected_mixture(
-        pool, ["a", "b"], ["snow"], mixture.MixtureSettings(0.5, ranker="random")
+        pool, ["a", "b"], ["snow"], mixture.MixtureSettings(fraction=0.5, ranker="random")
     )
     picks = target_picks(pool)["snow"]
     assert picks.top and all(p.why is None for p in picks.top)

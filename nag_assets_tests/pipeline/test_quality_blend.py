@@ -87,7 +87,9 @@ def test_blended_selection_matches_by_hand(pool: Storage, weight: float, directi
         "direction": direction,
     }
     if weight == 0.0:  # the ranker alone: the plain mixture's documents
-        plain = mixture.selected_mixture(pool, ["a", "b"], ["snow"], mixture.MixtureSettings(0.4))
+        plain = mixture.selected_mixture(
+            pool, ["a", "b"], ["snow"], mixture.MixtureSettings(fraction=0.4)
+        )
         assert plain.version != step.version
         again = set(
             zip(*mixture.read_mixture(pool).select("shard", "id").to_dict(as_series=False).values())
@@ -104,5 +106,5 @@ def test_missing_or_bad_quality_column_is_named(pool: Storage) -> None:
         mixture.selected_mixture(
             pool, ["a", "b"], ["snow"], mixture.MixtureSettings(quality_column="text")
         )
-    with pytest.raises(InputError, match="quality weight 2"):
+    with pytest.raises(InputError, match=r"mixture: quality_weight must be <= 1 \(given 2"):
         mixture.MixtureSettings(quality_column="edu", quality_weight=2)
