@@ -23,7 +23,7 @@ The contract, which every extractor (in-process here, Ray elsewhere) keeps:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -140,6 +140,3 @@ def _offset(progress: Progress | None, done: int, tokens: int, total: int) -> Pr
     if progress is None:
         return None
     return lambda d, _t, k: progress(done + d, total, tokens + k)
-
-
-ChunkHook = Callable[[ChunkNags], None]

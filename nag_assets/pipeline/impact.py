@@ -17,11 +17,12 @@ import numpy as np
 
 from nag_assets.nag import Backbone, neuron_baseline
 from nag_assets.pipeline.common import NagSettings
+from nag_assets.pipeline.layout import IMPACT_BASELINE
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.sources.wiki import load_wiki_leads, spread
 from nag_assets.storage import Storage, digest
 
-FOLDER = "assets/impact_baseline"
+FOLDER = IMPACT_BASELINE
 EMBEDDED = "embedded"
 EMBEDDED_DOCS = 256
 
