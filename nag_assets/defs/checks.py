@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from nag_assets import checks as steps
+from nag_assets.checks.dispatch import DEFAULTS, CheckOptions, run_check
 from nag_assets.defs.common import progress_logger, resources, with_defaults
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
@@ -22,20 +23,30 @@ class ChecksConfig(dg.Config):
         "variants (one backbone pass over pool and targets) and deactivation (about 20 "
         "full-model passes over held-out examples) take minutes on a CPU.",
     )
-    fraction: float = Field(default=0.2, description="Budget fraction of the selections.")
+    fraction: float = Field(
+        default=DEFAULTS.fraction, description="Budget fraction of the selections."
+    )
     rankers: list[str] = Field(
-        default=["random", "dsir", "embedding"],
+        default=list(DEFAULTS.rankers),
         description="agreement: the rankers to compare NAG's selection with.",
     )
     sizes: list[int] = Field(
-        default=[25, 50, 100, 200], description="stability: target example counts to try."
+        default=list(DEFAULTS.sizes), description="stability: target example counts to try."
     )
-    seeds: int = Field(default=3, description="stability and variants: random subsets.")
-    ks: list[int] = Field(default=[20, 50], description="variants: K values to try.")
-    max_docs: int = Field(default=2000, description="variants: pool documents (a sample).")
-    neurons: list[int] = Field(default=[20], description="deactivation: neurons per layer.")
-    random_seeds: int = Field(default=3, description="deactivation: random-neuron draws.")
-    examples: int = Field(default=50, description="deactivation: held-out examples.")
+    seeds: int = Field(
+        default=DEFAULTS.seeds, description="stability and variants: random subsets."
+    )
+    ks: list[int] = Field(default=list(DEFAULTS.ks), description="variants: K values to try.")
+    max_docs: int = Field(
+        default=DEFAULTS.max_docs, description="variants: pool documents (a sample)."
+    )
+    neurons: list[int] = Field(
+        default=list(DEFAULTS.neurons), description="deactivation: neurons per layer."
+    )
+    random_seeds: int = Field(
+        default=DEFAULTS.random_seeds, description="deactivation: random-neuron draws."
+    )
+    examples: int = Field(default=DEFAULTS.examples, description="deactivation: held-out examples.")
 
 
 SELECTION_CHECKS_DOC = """Does the selection work? Run on demand (Materialize; pick the checks in
@@ -84,10 +95,18 @@ def _selection_checks(
     unknown = sorted(set(config.checks) - set(steps.CHECKS))
     if unknown:
         raise dg.Failure(f"unknown checks {unknown}; choose from {list(steps.CHECKS)}")
+    options = _options(config, backbone)
     results: dict = {}
     for name in config.checks:
         context.log.info(f"running the {name} check")
-        results[name] = _run(name, config, store, backbone, context)
+        results[name] = run_check(
+            name,
+            store,
+            options,
+            backbone.load,
+            progress=progress_logger(context, name),
+            log=context.log.info,
+        )
     store.write_bytes(json.dumps(results, indent=1).encode(), *REPORT)
     return dg.MaterializeResult(
         metadata={
@@ -98,29 +117,19 @@ def _selection_checks(
     )
 
 
-def _run(name: str, config: ChecksConfig, store, backbone: BackboneResource, context) -> dict:
-    if name == "stability":
-        return steps.stability(store, config.sizes, config.seeds, config.fraction)
-    if name == "agreement":
-        return steps.agreement(store, config.fraction, config.rankers)
+def _options(config: ChecksConfig, backbone: BackboneResource) -> CheckOptions:
+    """The launchpad's knobs, with the backbone's batch size and max tokens."""
     settings = backbone.settings()
-    if name == "variants":
-        return steps.variants(
-            store,
-            backbone.load(),
-            config.fraction,
-            config.ks,
-            config.max_docs,
-            seeds=config.seeds,
-            batch_size=settings.batch_size,
-            progress=progress_logger(context, "variants"),
-        )
-    return steps.deactivation(
-        store,
-        backbone.load(),
-        config.neurons,
-        config.random_seeds,
-        config.examples,
+    return CheckOptions(
+        fraction=config.fraction,
+        seeds=config.seeds,
+        sizes=tuple(config.sizes),
+        rankers=tuple(config.rankers),
+        ks=tuple(config.ks),
+        max_docs=config.max_docs,
+        neurons=tuple(config.neurons),
+        random_seeds=config.random_seeds,
+        examples=config.examples,
+        batch_size=settings.batch_size,
         max_tokens=settings.max_tokens,
-        log=context.log.info,
     )
