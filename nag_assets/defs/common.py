@@ -9,7 +9,11 @@ from pydantic.fields import FieldInfo
 
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.executors import extraction
+from nag_assets.nag import BackboneFacts
 from nag_assets.pipeline.common import StepResult
+from nag_assets.pipeline.extractor import Extractor
+from nag_assets.storage import Storage
 
 
 def storage_of(context, spec: SelectionSpec) -> StorageResource:
@@ -25,6 +29,16 @@ def resources(context, spec: SelectionSpec) -> tuple[StorageResource, BackboneRe
 def executor_of(context, spec: SelectionSpec) -> ExecutorResource:
     """The selection's own executor of the backbone passes."""
     return getattr(context.resources, spec.executor_key)
+
+
+def backbone_pass(
+    backbone: BackboneResource, executor: ExecutorResource, store: Storage
+) -> tuple[BackboneFacts, Extractor | None]:
+    """(backbone, extractor) for a step's backbone pass, wherever the executor runs it: the
+    one place the resources become `executors.extraction`'s arguments."""
+    return extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, backbone.settings()
+    )
 
 
 def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> type[dg.Config]:

@@ -11,10 +11,16 @@ from pydantic import Field
 
 from nag_assets import distill
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.common import (
+    backbone_pass,
+    executor_of,
+    progress_logger,
+    resources,
+    result,
+    storage_of,
+)
 from nag_assets.defs.shards import shard_scores_run, source_version
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
 from nag_assets.pipeline import distilled as steps
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import STEP_CODE_VERSION
@@ -76,10 +82,8 @@ class DistillConfig(dg.Config):
 
 
 def _rerank(context, spec: SelectionSpec, backbone, store, share: float) -> steps.Rerank:
-    settings = backbone.settings()
-    executor = executor_of(context, spec).settings()
-    model, extractor = extraction(executor, backbone.spec(), backbone.load, store, settings)
-    return steps.Rerank(share, settings, extractor, backbone=model)
+    model, extractor = backbone_pass(backbone, executor_of(context, spec), store)
+    return steps.Rerank(share, backbone.settings(), extractor, backbone=model)
 
 
 def _number(value, variable: str, kind: type, default):
@@ -210,9 +214,7 @@ def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
     storage, backbone = resources(context, spec)
     store, settings = storage.storage(), backbone.settings()
     start = time.monotonic()
-    model, extractor = extraction(
-        executor_of(context, spec).settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor_of(context, spec), store)
     step = steps.distill_sample(
         store,
         key,

@@ -6,10 +6,16 @@ from collections.abc import Callable
 import dagster as dg
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result, storage_of
+from nag_assets.defs.common import (
+    backbone_pass,
+    executor_of,
+    progress_logger,
+    resources,
+    result,
+    storage_of,
+)
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
@@ -113,9 +119,7 @@ def _shard_nag(
     store = storage.storage()
     start = time.monotonic()
     settings = backbone.settings()
-    model, extractor = extraction(
-        executor.settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor, store)
     step = steps.shard_nag(
         store,
         key,

@@ -4,11 +4,10 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import executor_of, progress_logger, resources, result
+from nag_assets.defs.common import backbone_pass, executor_of, progress_logger, resources, result
 from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
 from nag_assets.nag import top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
@@ -87,9 +86,7 @@ def _target_nag(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store, settings = storage.storage(), backbone.settings()
-    model, extractor = extraction(
-        executor.settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor, store)
     step = steps.target_nag(
         store, key, model, settings, progress_logger(context, f"target_nag[{key}]"), extractor
     )

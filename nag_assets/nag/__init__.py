@@ -6,7 +6,14 @@ profile = build_profile(target_nags, backbone.d_ff)
 scores = score_nags(nags, profile)
 """
 
-from nag_assets.nag.backbone import Backbone, BackboneError, from_model, load_backbone
+from nag_assets.nag.backbone import (
+    Backbone,
+    BackboneError,
+    BackboneFacts,
+    from_model,
+    load_backbone,
+    loaded,
+)
 from nag_assets.nag.extract import (
     extract_impacts,
     extract_nags,
@@ -28,6 +35,7 @@ from nag_assets.nag.select import (
 __all__ = [
     "Backbone",
     "BackboneError",
+    "BackboneFacts",
     "Cutoff",
     "ScoredBatch",
     "build_profile",
@@ -38,6 +46,7 @@ __all__ = [
     "from_model",
     "keep_mask",
     "load_backbone",
+    "loaded",
     "mixture_rows",
     "nags_from_impacts",
     "neuron_baseline",

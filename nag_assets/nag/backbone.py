@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -31,6 +32,22 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class BackboneError(ValueError):
     """A backbone that cannot serve NAG extraction (missing, unloadable or unsupported)."""
+
+
+class BackboneFacts(Protocol):
+    """What a step needs of a backbone that may run elsewhere (on a Ray cluster's actors, which
+    hold the model): a loaded `Backbone` has it, and so does the executor's `BackboneInfo`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def d_ff(self) -> int: ...
+    @property
+    def neuron_type(self) -> str: ...
 
 
 @dataclass
@@ -82,6 +99,17 @@ class Backbone:
     def count_tokens(self, texts: list[str]) -> np.ndarray:
         """Full token count of each text: what a training budget is measured in."""
         return np.array([len(x) for x in self.tokenize(texts)], dtype=np.int64)
+
+
+def loaded(backbone: BackboneFacts, why: str) -> Backbone:
+    """`backbone` as the model itself, for work that runs it here (`why`); an error naming
+    that work when only its description is here (the model runs on an executor's actors)."""
+    if not isinstance(backbone, Backbone):
+        raise BackboneError(
+            f"{why} needs the model {backbone.name!r} loaded in this process, but it runs "
+            "on the executor's workers"
+        )
+    return backbone
 
 
 def cache_dir() -> Path:

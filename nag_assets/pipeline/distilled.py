@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from nag_assets import distill
-from nag_assets.nag import Backbone, score_many
+from nag_assets.nag import Backbone, BackboneFacts, score_many
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import (
     NagSettings,
@@ -30,7 +30,7 @@ from nag_assets.pipeline.common import (
     nag_footer,
     nags_of,
 )
-from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
+from nag_assets.pipeline.extractor import Extractor, NagJob, extractor_for
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     DISTILL_SAMPLE,
@@ -92,7 +92,7 @@ class Scoring:
 def distill_sample(
     storage: Storage,
     key: str,
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     sample: distill.SampleSettings,
     progress=None,
@@ -121,7 +121,7 @@ def distill_sample(
         folder, doc_file = sample_docs(key)
         plan = plan_file(storage, f"{folder}/{doc_file}", doc_file, key, settings.chunk_rows)
         job = NagJob(settings, backbone.fingerprint, baseline)
-        chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+        chunks = extractor_for(backbone, extractor).run(job, plan, progress)
         write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
     else:  # a small shard may draw no document: an empty sample, still current
         width = backbone.num_layers * settings.top_k
@@ -282,7 +282,7 @@ class Rerank:
     settings: NagSettings
     extractor: Extractor | None = None
     progress: object = None
-    backbone: Backbone | None = None  # the extractor's (Ray: its actors'); None: the step's
+    backbone: BackboneFacts | None = None  # the extractor's (Ray: its actors'); None: the step's
 
 
 def distilled_scores(

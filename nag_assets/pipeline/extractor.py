@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 import nag_assets.pipeline.common as common
-from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag import Backbone, BackboneFacts, load_backbone, loaded
 from nag_assets.nag.adapters import UP
 from nag_assets.pipeline.common import NagSettings, Progress
 from nag_assets.sources.chunks import ChunkRef, FilePlan, Frame, iter_frames, read_chunk
@@ -140,3 +140,10 @@ def _offset(progress: Progress | None, done: int, tokens: int, total: int) -> Pr
     if progress is None:
         return None
     return lambda d, _t, k: progress(done + d, total, tokens + k)
+
+
+def extractor_for(backbone: BackboneFacts, extractor: Extractor | None) -> Extractor:
+    """`extractor`, else the in-process one, which runs the model loaded here."""
+    if extractor is not None:
+        return extractor
+    return InProcessExtractor(loaded(backbone, "extraction in this process"))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import fsspec
 import numpy as np
 
-from nag_assets.nag import Backbone, neuron_baseline
+from nag_assets.nag import BackboneFacts, loaded, neuron_baseline
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.layout import IMPACT_BASELINE
 from nag_assets.sources.files import InputError, read_documents
@@ -62,7 +62,7 @@ def _sample(storage: Storage, sample: str) -> tuple[str, Callable[[], list[str]]
 
 
 def impact_baseline(
-    storage: Storage, backbone: Backbone, settings: NagSettings, progress=None
+    storage: Storage, backbone: BackboneFacts, settings: NagSettings, progress=None
 ) -> tuple[np.ndarray | None, str]:
     """(baseline or None for raw impact, the NAG fingerprint these settings give)."""
     if settings.impact == "raw":
@@ -74,8 +74,9 @@ def impact_baseline(
         return storage.read_npy(FOLDER, name), fp
     except FileNotFoundError:
         pass
+    model = loaded(backbone, "the impact baseline")  # an executor prepares it beforehand
     baseline = neuron_baseline(
-        backbone, texts(), settings.max_tokens, settings.batch_size, progress or False
+        model, texts(), settings.max_tokens, settings.batch_size, progress or False
     )
     storage.write_npy(baseline, FOLDER, name)
     return baseline, fp
