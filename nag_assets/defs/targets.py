@@ -8,7 +8,7 @@ from nag_assets.defs.common import backbone_pass, executor_of, progress_logger, 
 from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.nag import top_neurons
+from nag_assets.nag import load_tokenizer, top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
@@ -17,6 +17,8 @@ TARGET_DATASET_DOC = """A target set: the examples of a task you want the select
 at, as `(id, text, tokens)`. One partition per file under `targets/` (parquet or JSONL with a
 `text` column, or a JSON spec like `{"benchmark": "hellaswag", "limit": 200}`), or a partition
 you add named `bench__<benchmark>`.
+
+Tokens are counted with the backbone's tokenizer alone: no model weights are loaded here.
 
 Metadata: `examples` and `tokens` kept (blank texts dropped), `source` file and its
 `source_version` (content hash)."""
@@ -72,9 +74,9 @@ def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
 def _target_dataset(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
-    step = steps.target_dataset(
-        storage.storage(), context.partition_key, backbone.load().count_tokens
-    )
+    # the tokenizer alone: the model loads only where the backbone passes run (Ray: actors)
+    count_tokens = load_tokenizer(backbone.model).count_tokens
+    step = steps.target_dataset(storage.storage(), context.partition_key, count_tokens)
     return result(step)
 
 

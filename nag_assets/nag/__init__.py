@@ -10,8 +10,10 @@ from nag_assets.nag.backbone import (
     Backbone,
     BackboneError,
     BackboneFacts,
+    Tokenizer,
     from_model,
     load_backbone,
+    load_tokenizer,
     loaded,
 )
 from nag_assets.nag.extract import (
@@ -38,6 +40,7 @@ __all__ = [
     "BackboneFacts",
     "Cutoff",
     "ScoredBatch",
+    "Tokenizer",
     "build_profile",
     "concentration",
     "extract_impacts",
@@ -46,6 +49,7 @@ __all__ = [
     "from_model",
     "keep_mask",
     "load_backbone",
+    "load_tokenizer",
     "loaded",
     "mixture_rows",
     "nags_from_impacts",

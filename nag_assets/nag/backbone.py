@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -87,6 +87,22 @@ class Backbone:
         if self._impacts is None:
             self._impacts = compiled_trunk(self.model)
         return self._impacts
+
+    def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Token ids without special tokens, truncated to `max_tokens` when given."""
+        return Tokenizer(self.tokenizer).tokenize(texts, max_tokens)
+
+    def count_tokens(self, texts: list[str]) -> np.ndarray:
+        """Full token count of each text: what a training budget is measured in."""
+        return Tokenizer(self.tokenizer).count_tokens(texts)
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A backbone's tokenizer without its model (`load_tokenizer`): token counts cost no
+    weights, and they are the `Backbone`'s own, which tokenizes through this."""
+
+    tokenizer: Any  # a transformers tokenizer
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
         """Token ids without special tokens, truncated to `max_tokens` when given."""
@@ -269,10 +285,7 @@ def load_backbone(
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    folder = embedded_folder() if name == EMBEDDED else Path(name)
-    source = str(folder) if name == EMBEDDED or folder.exists() else name
-    if name != EMBEDDED and not folder.exists() and name.startswith(("/", "./", "../", "~")):
-        raise BackboneError(f"cannot load backbone {name!r}: no such folder")
+    source, folder = model_source(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
@@ -280,6 +293,30 @@ def load_backbone(
         raise BackboneError(f"cannot load backbone {name!r}: {type(e).__name__}: {e}") from e
     identity = _identity(name, folder)
     return from_model(model, tokenizer, name, dev, identity, neuron_type, compile)
+
+
+def model_source(name: str) -> tuple[str, Path]:
+    """(what `from_pretrained` loads, the local folder) of backbone `name`: the embedded
+    model's converted folder (converted on first use), a local folder, or a hub name."""
+    folder = embedded_folder() if name == EMBEDDED else Path(name)
+    source = str(folder) if name == EMBEDDED or folder.exists() else name
+    if name != EMBEDDED and not folder.exists() and name.startswith(("/", "./", "../", "~")):
+        raise BackboneError(f"cannot load backbone {name!r}: no such folder")
+    return source, folder
+
+
+def load_tokenizer(name: str = EMBEDDED) -> Tokenizer:
+    """The tokenizer of backbone `name` alone, from the folder `load_backbone` loads: what
+    counting tokens needs (target_dataset), without the model's weights or a device."""
+    from transformers import AutoTokenizer
+
+    source, _ = model_source(name)
+    try:
+        return Tokenizer(AutoTokenizer.from_pretrained(source))
+    except Exception as e:  # as load_backbone: OSError, ValueError, a broken file, ...
+        raise BackboneError(
+            f"cannot load the tokenizer of {name!r}: {type(e).__name__}: {e}"
+        ) from e
 
 
 def from_model(
