@@ -1,5 +1,6 @@
 """Turning plain step results into Dagster events and metadata."""
 
+import json
 import time
 
 import dagster as dg
@@ -54,19 +55,43 @@ def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> ty
 
 
 def result(step: StepResult, **extra) -> dg.MaterializeResult:
-    meta = {k: _value(v) for k, v in {**step.facts, **extra}.items() if _value(v) is not None}
+    """A step's facts (and `extra`) as its materialization's metadata; None facts left out."""
+    values = {k: _value(v) for k, v in {**step.facts, **extra}.items()}
+    meta = {k: v for k, v in values.items() if v is not None}
     meta["skipped_unchanged"] = step.skipped
     return dg.MaterializeResult(data_version=dg.DataVersion(step.version), metadata=meta)
 
 
 def _value(v):
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
+    """A fact as metadata: scalars as they are, lists and dicts as JSON (e.g. layers_scored),
+    text if JSON cannot hold them, so every typed fact reaches the UI; None stays out."""
     if isinstance(v, dg.MetadataValue):
         return v
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (np.bool_, np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, (list, tuple, dict)):  # not an array: a profile is no fact to show
+        data = _plain(v)
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError):
+            return dg.MetadataValue.text(str(v))
+        return dg.MetadataValue.json(data)
     return None
+
+
+def _plain(v):
+    """`v` with numpy values, tuples and non-string keys made plain JSON."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def progress_logger(context: dg.AssetExecutionContext, what: str, every_s: float = 10.0):
