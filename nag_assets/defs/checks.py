@@ -78,7 +78,8 @@ def checks_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         description=SELECTION_CHECKS_DOC,
     )
     def selection_checks(
-        context: dg.AssetExecutionContext, config: config_cls
+        context: dg.AssetExecutionContext,
+        config: config_cls,  # type: ignore[valid-type]  # made at run time: Dagster reads it
     ) -> dg.MaterializeResult:
         return _selection_checks(context, config, *resources(context, spec))
 

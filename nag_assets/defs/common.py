@@ -2,6 +2,7 @@
 
 import json
 import time
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -47,7 +48,7 @@ def with_defaults(config_cls: type[dg.Config], defaults: dg.Config | None) -> ty
     budget and rankers), the field descriptions kept."""
     if defaults is None:
         return config_cls
-    fields = {
+    fields: dict[str, Any] = {
         name: (info.annotation, FieldInfo.merge_field_infos(info, default=getattr(defaults, name)))
         for name, info in config_cls.model_fields.items()
     }

@@ -233,7 +233,8 @@ def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
 
 def _distilled_scores(context: dg.AssetExecutionContext, spec: SelectionSpec):
     backbone = getattr(context.resources, spec.backbone_key)
-    share, made = spec.scoring.rerank, []
+    share = spec.scoring.rerank
+    made: list[steps.Rerank] = []
 
     def score(store, key: str, targets: list[str]):
         how = None

@@ -104,7 +104,7 @@ def _candidate_shard(
     versions = {}
     for f in store.list_files("shards", recursive=True):
         key = key_or_none(f.name)
-        if key in known:
+        if key is not None and key in known:
             versions[key] = dg.DataVersion(store.content_version(f))
     return dg.DataVersionsByPartition(versions)
 

@@ -108,7 +108,8 @@ def _target_nag(
         top_neurons=dg.MetadataValue.md(_top_table(profile, k)),
     )
     first = ("profile_summary", "profile_plot", "concentration", "top_neurons")
-    meta = {name: out.metadata[name] for name in first} | dict(out.metadata)
+    shown = dict(out.metadata or {})
+    meta = {name: shown[name] for name in first} | shown
     return dg.MaterializeResult(data_version=out.data_version, metadata=meta, check_results=[check])
 
 

@@ -321,7 +321,7 @@ def load_tokenizer(name: str = EMBEDDED) -> Tokenizer:
 
 def from_model(
     model: nn.Module,
-    tokenizer: object,
+    tokenizer: Any,
     name: str = "in-memory",
     device: str | torch.device = "cpu",
     identity: str | None = None,

@@ -17,6 +17,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -193,7 +194,9 @@ def distilled_scorer(
         "distilled_scorer", CODE_VERSION, tfoot.version, sorted(versions.items()),
         sorted(settings.items()),
     )  # fmt: skip
-    left_out = {"shards_without_sample": ", ".join(waiting)} if waiting else {}
+    left_out: dict[str, str | int] = (
+        {"shards_without_sample": ", ".join(waiting)} if waiting else {}
+    )
     if len(covered) < len(shards):
         left_out["shards_outside_sample"] = len(shards) - len(covered)
     if is_current(storage, version, *scorer_file(target)):
@@ -212,13 +215,14 @@ def distilled_scorer(
         )
     labels = score_many(np.concatenate(nags), profile[None])
     read = distill.hf_reader(backbone.tokenizer, tfoot.max_tokens)
-    emb = backbone.model.get_input_embeddings().weight.detach().float().cpu().numpy()
+    lm: Any = backbone.model  # a transformers model: its input embeddings
+    emb = lm.get_input_embeddings().weight.detach().float().cpu().numpy()
     scorer = distill.train(read, emb, texts, labels, [target], model, tfoot.max_tokens)
     storage.write_bytes(scorer.to_bytes(), *scorer_model(target, version))
-    footer = ScorerFooter(
+    made = ScorerFooter(
         version, target, tfoot.version, versions, len(texts), tfoot.nag_fingerprint, settings
     )
-    _write_json(storage, footer.to_meta(), *scorer_file(target))  # last: it names the model
+    _write_json(storage, made.to_meta(), *scorer_file(target))  # last: it names the model
     _drop_old_models(storage, target, version)
     fit = _spearman(scorer.score(read, texts)[:, 0], labels[:, 0])
     return StepResult(

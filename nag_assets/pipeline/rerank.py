@@ -108,7 +108,7 @@ def candidate_nags(
         new = _extract(storage, shard, missing, job, extract, footer, progress)
         known = new if known is None else pl.concat([known, new], rechunk=True)
         storage.write_parquet(known, *table(RERANK_NAG, shard.key), meta=footer.to_meta())
-    if not want:
+    if not want or known is None:  # known is None only when nothing is wanted
         return np.zeros((0, backbone.num_layers, settings.top_k), dtype=np.int16), 0
     at = dict(zip(known["id"].to_list(), range(known.height)))
     return nags_of(known[pl.Series([at[i] for i in want])], footer), len(missing)
@@ -141,6 +141,8 @@ def _extract(storage, shard: FilePlan, missing: set, job, extractor, footer, pro
             part = docs.filter(pl.col("id").is_in(wanted)).select("id", "text").to_arrow()
             writer = writer or pq.ParquetWriter(f, part.schema, compression="zstd")
             writer.write_table(part)
+        if writer is None:
+            raise InputError(f"{shard.name}: the rerank candidates are no longer in it")
         writer.close()
     plan = plan_file(storage, f"{folder}/{name}", name, shard.key, job.settings.chunk_rows)
     out = (f"{RERANK_NAG}/_new", name)

@@ -131,6 +131,8 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
     df = rows.select("id", "tokens").hstack(
         [pl.Series(t, scores[:, i]) for i, t in enumerate(targets)]
     )
+    if nag.file is None or nag.sha256 is None:  # every shard_nag footer names its file
+        raise InputError(f"shard_nag[{key}] names no source file: rematerialize it")
     footer = ShardScoresFooter(version, targets, versions, nag.file, nag.sha256, nag.version)
     storage.write_parquet(df, *out, meta=footer.to_meta())
     return StepResult(version, False, {"documents": df.height, "targets": len(targets), **left_out})
