@@ -45,7 +45,8 @@ IN_FLIGHT_PER_ACTOR = 2  # one computing, one queued: no actor waits on the driv
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """What a step needs of a backbone that runs elsewhere (the actors hold the model)."""
+    """What a step needs of a backbone that runs elsewhere (the actors hold the model): a
+    `nag.BackboneFacts`, as a loaded `Backbone` is."""
 
     name: str
     fingerprint: str
