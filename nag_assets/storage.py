@@ -365,7 +365,8 @@ class Storage:
 def remove_stale_temps(folder: str, max_age_s: float = TEMP_MAX_AGE_S) -> list[str]:
     """Delete the temporary files (`.tmp-*`) in a local folder older than `max_age_s`: what a
     killed writer left. Younger ones may belong to a writer still at work."""
-    removed, now = [], time.time()
+    removed: list[str] = []
+    now = time.time()
     try:
         entries = list(os.scandir(folder))
     except FileNotFoundError:

@@ -5,7 +5,8 @@
     python -m nag_assets.checks variants     --root demo_root
     python -m nag_assets.checks deactivation --root demo_root
 
-Each prints one JSON object. The same functions back the `selection_checks` asset.
+Each prints one JSON object. `checks.dispatch.run_check` runs a check by name, with the
+defaults of `CheckOptions`, for the command line and the `selection_checks` asset alike.
 
 - stability: per target, the selection made from a random subset of n target examples
   (several seeds) against the one from all of them: Jaccard of the chosen documents.

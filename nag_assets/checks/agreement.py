@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -57,7 +58,7 @@ def agreement(
     pool = tables["nag"].height
     out: dict = {}
     for t in targets:
-        row = {"documents": {r: len(p[t]) for r, p in picks.items()}}
+        row: dict[str, Any] = {"documents": {r: len(p[t]) for r, p in picks.items()}}
         for r in rankers:
             row[f"nag_vs_{r}"] = round(jaccard(picks["nag"][t], picks[r][t]), 4)
         p = len(picks["nag"][t]) / pool

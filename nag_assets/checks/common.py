@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nag_assets.nag import select_under_budget
-from nag_assets.pipeline.common import nags_of
+from nag_assets.pipeline.common import nags_of, require
 from nag_assets.pipeline.layout import (
     DISTILL_SAMPLE,
     SHARD_NAG,
@@ -57,14 +57,14 @@ def ready(storage: Storage, targets: list[str] | None = None) -> tuple[list[str]
 
 def target_meta(storage: Storage, target: str) -> NagFooter:
     """The footer of a target's target_nag (the caller knows it is there: `ready`)."""
-    return NagFooter.read(storage, TARGET_NAG, target)
+    return require(NagFooter.read(storage, TARGET_NAG, target), f"target_nag[{target}]")
 
 
 def pool_nags(storage: Storage, shards: Sequence[str]):
     """(NAGs (n, L, K), tokens, rank ids "id<SEP>shard") of the pool, shard by shard."""
     nags, tokens, ids = [], [], []
     for s in shards:
-        footer = NagFooter.read(storage, SHARD_NAG, s)
+        footer = require(NagFooter.read(storage, SHARD_NAG, s), f"shard_nag[{s}]")
         df = storage.read_parquet(*table(SHARD_NAG, s))
         nags.append(nags_of(df, footer))
         tokens.append(df["tokens"].to_numpy())

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from nag_assets import checks as steps
+from nag_assets.checks.dispatch import CheckOptions, run_check
 from nag_assets.defs.common import launchpad_config, progress_logger, resources
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
@@ -42,7 +43,8 @@ def checks_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         description=SELECTION_CHECKS_DOC,
     )
     def selection_checks(
-        context: dg.AssetExecutionContext, config: config_cls
+        context: dg.AssetExecutionContext,
+        config: config_cls,  # type: ignore[valid-type]  # made at run time: Dagster reads it
     ) -> dg.MaterializeResult:
         return _selection_checks(context, config, *resources(context, spec))
 
@@ -59,10 +61,18 @@ def _selection_checks(
     unknown = sorted(set(config.checks) - set(steps.CHECKS))
     if unknown:
         raise dg.Failure(f"unknown checks {unknown}; choose from {list(steps.CHECKS)}")
+    options = _options(config, backbone)
     results: dict = {}
     for name in config.checks:
         context.log.info(f"running the {name} check")
-        results[name] = _run(name, config, store, backbone, context)
+        results[name] = run_check(
+            name,
+            store,
+            options,
+            backbone.load,
+            progress=progress_logger(context, name),
+            log=context.log.info,
+        )
     store.write_bytes(json.dumps(results, indent=1).encode(), *REPORT)
     return dg.MaterializeResult(
         metadata={
@@ -73,29 +83,19 @@ def _selection_checks(
     )
 
 
-def _run(name: str, config: ChecksSettings, store, backbone: BackboneResource, context) -> dict:
-    if name == "stability":
-        return steps.stability(store, config.sizes, config.seeds, config.fraction)
-    if name == "agreement":
-        return steps.agreement(store, config.fraction, config.rankers)
+def _options(config: ChecksSettings, backbone: BackboneResource) -> CheckOptions:
+    """The launchpad's knobs, with the backbone's batch size and max tokens."""
     settings = backbone.settings()
-    if name == "variants":
-        return steps.variants(
-            store,
-            backbone.load(),
-            config.fraction,
-            config.ks,
-            config.max_docs,
-            seeds=config.seeds,
-            batch_size=settings.batch_size,
-            progress=progress_logger(context, "variants"),
-        )
-    return steps.deactivation(
-        store,
-        backbone.load(),
-        config.neurons,
-        config.random_seeds,
-        config.examples,
+    return CheckOptions(
+        fraction=config.fraction,
+        seeds=config.seeds,
+        sizes=tuple(config.sizes),
+        rankers=tuple(config.rankers),
+        ks=tuple(config.ks),
+        max_docs=config.max_docs,
+        neurons=tuple(config.neurons),
+        random_seeds=config.random_seeds,
+        examples=config.examples,
+        batch_size=settings.batch_size,
         max_tokens=settings.max_tokens,
-        log=context.log.info,
     )

@@ -1,6 +1,7 @@
 """Turning plain step results into Dagster events and metadata."""
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any, Literal, get_args, get_origin
@@ -16,9 +17,13 @@ from nag_assets.defs.resources import (
     config_type,
 )
 from nag_assets.defs.spec import SelectionSpec
+from nag_assets.executors import extraction
+from nag_assets.nag import BackboneFacts
 from nag_assets.pipeline.common import StepResult
+from nag_assets.pipeline.extractor import Extractor
 from nag_assets.pipeline.slots import backbone_slots, machine_slot
 from nag_assets.settings import Section
+from nag_assets.storage import Storage
 
 
 def storage_of(context, spec: SelectionSpec) -> StorageResource:
@@ -64,20 +69,54 @@ def launchpad_config(block: Section) -> type[dg.Config]:
     return create_model(f"{type(block).__name__}Config", __base__=dg.Config, **fields)
 
 
+def backbone_pass(
+    backbone: BackboneResource, executor: ExecutorResource, store: Storage
+) -> tuple[BackboneFacts, Extractor | None]:
+    """(backbone, extractor) for a step's backbone pass, wherever the executor runs it: the
+    one place the resources become `executors.extraction`'s arguments."""
+    return extraction(
+        executor.settings(), backbone.spec(), backbone.load, store, backbone.settings()
+    )
+
+
 def result(step: StepResult, **extra) -> dg.MaterializeResult:
-    meta = {k: _value(v) for k, v in {**step.facts, **extra}.items() if _value(v) is not None}
+    """A step's facts (and `extra`) as its materialization's metadata; None facts left out."""
+    values = {k: _value(v) for k, v in {**step.facts, **extra}.items()}
+    meta = {k: v for k, v in values.items() if v is not None}
     meta["skipped_unchanged"] = step.skipped
     return dg.MaterializeResult(data_version=dg.DataVersion(step.version), metadata=meta)
 
 
 def _value(v):
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
+    """A fact as metadata: scalars as they are, lists and dicts as JSON (e.g. layers_scored),
+    text if JSON cannot hold them, so every typed fact reaches the UI; None stays out."""
     if isinstance(v, dg.MetadataValue):
         return v
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (np.bool_, np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, (list, tuple, dict)):  # not an array: a profile is no fact to show
+        data = _plain(v)
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError):
+            return dg.MetadataValue.text(str(v))
+        return dg.MetadataValue.json(data)
     return None
+
+
+def _plain(v):
+    """`v` with numpy values, tuples and non-string keys made plain JSON."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def progress_logger(context: dg.AssetExecutionContext, what: str, every_s: float = 10.0):

@@ -9,6 +9,7 @@ import dagster as dg
 
 from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import (
+    backbone_pass,
     backbone_slot,
     executor_of,
     progress_logger,
@@ -18,7 +19,6 @@ from nag_assets.defs.common import (
 )
 from nag_assets.defs.shards import shard_scores_run, source_version
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
 from nag_assets.pipeline import distilled as steps
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import STEP_CODE_VERSION
@@ -27,10 +27,8 @@ from nag_assets.storage import digest
 
 
 def _rerank(context, spec: SelectionSpec, backbone, store, share: float) -> steps.Rerank:
-    settings = backbone.settings()
-    executor = executor_of(context, spec).settings()
-    model, extractor = extraction(executor, backbone.spec(), backbone.load, store, settings)
-    return steps.Rerank(share, settings, extractor, backbone=model)
+    model, extractor = backbone_pass(backbone, executor_of(context, spec), store)
+    return steps.Rerank(share, backbone.settings(), extractor, backbone=model)
 
 
 DISTILL_SAMPLE_DOC = """scorer: distilled. The NAGs of a deterministic sample of the shard (each
@@ -150,9 +148,7 @@ def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
     storage, backbone = resources(context, spec)
     store, settings = storage.storage(), backbone.settings()
     start = time.monotonic()
-    model, extractor = extraction(
-        executor_of(context, spec).settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor_of(context, spec), store)
     step = steps.distill_sample(
         store,
         key,
@@ -171,7 +167,8 @@ def _distill_sample(context: dg.AssetExecutionContext, spec: SelectionSpec):
 
 def _distilled_scores(context: dg.AssetExecutionContext, spec: SelectionSpec):
     backbone = getattr(context.resources, spec.backbone_key)
-    share, made = spec.scoring.rerank, []
+    share = spec.scoring.rerank
+    made: list[steps.Rerank] = []
 
     def score(store, key: str, targets: list[str]):
         how = None

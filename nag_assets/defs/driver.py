@@ -12,13 +12,15 @@ def sensor_tick(
     instance: dg.DagsterInstance,
     cursor: str | None = None,
     sensor: str = "pool_sensor",
-):
+) -> tuple[str | None, list[dict]]:
     """Evaluate the pool sensor once (a named selection's: `<name>_pool_sensor`) and apply
     what it asks (partitions, observations, runs)."""
     context = dg.build_sensor_context(
         instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
     )
     result = defs.resolve_sensor_def(sensor)(context)
+    if not isinstance(result, dg.SensorResult):  # the package's sensors return one
+        raise TypeError(f"{sensor} returned {type(result).__name__}, not a dg.SensorResult")
     for req in result.dynamic_partitions_requests or []:
         if isinstance(req, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
@@ -44,7 +46,7 @@ def automation_ticks(
     Returns (cursor, runs). Like the daemon, conditions see updates relative to the previous
     tick, so keep passing the cursor along (start with one tick before any change)."""
     selection = defs.resolve_sensor_def(sensor).asset_selection if sensor else None
-    runs = []
+    runs: list[dict] = []
     for _ in range(max_ticks):
         evaluation = dg.evaluate_automation_conditions(
             defs=defs, instance=instance, cursor=cursor, asset_selection=selection
@@ -90,7 +92,7 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
     """Materialize one run request in-process; failures are recorded, not raised."""
     selection = request.asset_selection or []
     result = dg.materialize(
-        assets=list(defs.assets or []),
+        assets=_assets(defs),
         selection=selection,
         partition_key=request.partition_key,
         tags=dict(request.tags or {}),
@@ -106,3 +108,9 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunR
         "success": result.success,
         "run_id": result.run_id,
     }
+
+
+def _assets(defs: dg.Definitions) -> list[dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset]:
+    """The definitions' assets as `dg.materialize` takes them (the package makes no others)."""
+    kinds = (dg.AssetsDefinition, dg.AssetSpec, dg.SourceAsset)
+    return [a for a in defs.assets or [] if isinstance(a, kinds)]

@@ -85,9 +85,10 @@ def preview_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
         description=MIXTURE_PREVIEW_DOC,
     )
     def mixture_preview(
-        context: dg.AssetExecutionContext, config: config_cls
+        context: dg.AssetExecutionContext,
+        config: config_cls,  # type: ignore[valid-type]  # made at run time: Dagster reads it
     ) -> dg.MaterializeResult:
-        settings = MixtureSettings(**config.model_dump())  # validated as the spec is
+        settings = MixtureSettings(**config.model_dump())  # type: ignore[attr-defined]
         return _run(context, settings, spec, preview=True)
 
     return mixture_preview

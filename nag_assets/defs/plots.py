@@ -80,8 +80,8 @@ def score_plot(
     plt = _pyplot()
     picked = picked or {}
     fig, axes = plt.subplots(len(histograms), 1, figsize=(7, 2.2 * len(histograms)), squeeze=False)
-    for ax, (target, hist) in zip(axes[:, 0], histograms.items()):
-        hist = np.asarray(hist, dtype=float)
+    for ax, (target, counts) in zip(axes[:, 0], histograms.items()):
+        hist = np.asarray(counts, dtype=float)
         edges = np.linspace(0, 1, len(hist) + 1)
         cut = cutoffs.get(target)
         above = edges[1:] > cut if cut is not None else np.zeros(len(hist), bool)

@@ -133,9 +133,10 @@ def _done(
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
     ).records
-    if not records:
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
         return False
-    meta = records[0].asset_materialization.metadata
+    meta = materialization.metadata
     got = meta.get("source_version")
     if got is None:
         return False

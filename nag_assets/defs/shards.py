@@ -7,6 +7,7 @@ import dagster as dg
 
 from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import (
+    backbone_pass,
     backbone_slot,
     executor_of,
     progress_logger,
@@ -16,7 +17,6 @@ from nag_assets.defs.common import (
 )
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult, key_or_none
 from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
@@ -107,7 +107,7 @@ def _candidate_shard(
     pool = store.inputs("shards")
     for f in pool.list_inputs():
         key = key_or_none(f.name)
-        if key in known:
+        if key is not None and key in known:
             versions[key] = dg.DataVersion(pool.content_version(f))
     return dg.DataVersionsByPartition(versions)
 
@@ -122,9 +122,7 @@ def _shard_nag(
     store = storage.storage()
     start = time.monotonic()
     settings = backbone.settings()
-    model, extractor = extraction(
-        executor.settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor, store)
     step = steps.shard_nag(
         store,
         key,

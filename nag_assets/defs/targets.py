@@ -4,12 +4,18 @@ import dagster as dg
 import numpy as np
 
 from nag_assets.defs.automation import on_update
-from nag_assets.defs.common import backbone_slot, executor_of, progress_logger, resources, result
+from nag_assets.defs.common import (
+    backbone_pass,
+    backbone_slot,
+    executor_of,
+    progress_logger,
+    resources,
+    result,
+)
 from nag_assets.defs.plots import profile_plot
 from nag_assets.defs.resources import BackboneResource, ExecutorResource, StorageResource
 from nag_assets.defs.spec import SelectionSpec
-from nag_assets.executors import extraction
-from nag_assets.nag import top_neurons
+from nag_assets.nag import load_tokenizer, top_neurons
 from nag_assets.nag.profile import layer_concentration
 from nag_assets.pipeline import targets as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
@@ -18,6 +24,8 @@ TARGET_DATASET_DOC = """A target set: the examples of a task you want the select
 at, as `(id, text, tokens)`. One partition per file under `targets/` (parquet or JSONL with a
 `text` column, or a JSON spec like `{"benchmark": "hellaswag", "limit": 200}`), or a partition
 you add named `bench__<benchmark>`.
+
+Tokens are counted with the backbone's tokenizer alone: no model weights are loaded here.
 
 Metadata: `examples` and `tokens` kept (blank texts dropped), `source` file and its
 `source_version` (content hash)."""
@@ -74,9 +82,9 @@ def target_assets(spec: SelectionSpec) -> list[dg.AssetsDefinition]:
 def _target_dataset(
     context: dg.AssetExecutionContext, storage: StorageResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
-    step = steps.target_dataset(
-        storage.storage(), context.partition_key, backbone.load().count_tokens
-    )
+    # the tokenizer alone: the model loads only where the backbone passes run (Ray: actors)
+    count_tokens = load_tokenizer(backbone.model).count_tokens
+    step = steps.target_dataset(storage.storage(), context.partition_key, count_tokens)
     return result(step)
 
 
@@ -88,9 +96,7 @@ def _target_nag(
 ) -> dg.MaterializeResult:
     key = context.partition_key
     store, settings = storage.storage(), backbone.settings()
-    model, extractor = extraction(
-        executor.settings(), backbone.spec(), backbone.load, store, settings
-    )
+    model, extractor = backbone_pass(backbone, executor, store)
     step = steps.target_nag(
         store, key, model, settings, progress_logger(context, f"target_nag[{key}]"), extractor
     )
@@ -110,7 +116,8 @@ def _target_nag(
         top_neurons=dg.MetadataValue.md(_top_table(profile, k)),
     )
     first = ("profile_summary", "profile_plot", "concentration", "top_neurons")
-    meta = {name: out.metadata[name] for name in first} | dict(out.metadata)
+    shown = dict(out.metadata or {})
+    meta = {name: shown[name] for name in first} | shown
     return dg.MaterializeResult(data_version=out.data_version, metadata=meta, check_results=[check])
 
 

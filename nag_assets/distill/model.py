@@ -20,6 +20,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ class DistilledScorer:
         """An .npz of the arrays and settings (no pickle, so loading runs no code)."""
         buf = io.BytesIO()
         arrays = {k: getattr(self, k) for k in _ARRAYS}
-        head = {"settings": asdict(self.settings), "targets": list(self.targets)}
+        head: dict[str, Any] = {"settings": asdict(self.settings), "targets": list(self.targets)}
         head["max_tokens"] = self.max_tokens
         np.savez_compressed(buf, head=np.array(json.dumps(head, sort_keys=True)), **arrays)
         return buf.getvalue()

@@ -69,7 +69,7 @@ def sample_keys(shard: str, ids: Sequence[str], seed: int = 0) -> np.ndarray:
 def draw(pool: Mapping[str, Sequence[str]], settings: SampleSettings) -> dict[str, np.ndarray]:
     """shard -> (n,) bool mask over its ids (in their order): in the sample or not."""
     keys = {s: sample_keys(s, ids, settings.seed) for s, ids in pool.items() if settings.covers(s)}
-    if settings.fraction is not None:
+    if settings.size is None:  # then a fraction: SampleSettings holds exactly one
         picked = {s: k < settings.fraction for s, k in keys.items()}
     else:
         everything = np.concatenate([k for k in keys.values()] or [np.zeros(0)])

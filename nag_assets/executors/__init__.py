@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nag_assets.nag import Backbone
+    from nag_assets.nag import Backbone, BackboneFacts
     from nag_assets.pipeline.common import NagSettings
     from nag_assets.pipeline.extractor import BackboneSpec, Extractor
     from nag_assets.storage import Storage
@@ -33,11 +33,11 @@ def extraction(
     load: Callable[[], Backbone],
     storage: Storage,
     nag_settings: NagSettings,
-) -> tuple[Backbone, Extractor | None]:
-    """(backbone, extractor) for a step: local loads the model here (extractor None: the
-    step's in-process default); ray leaves it to the actors and gives their backbone's
-    description, which is all the step needs of it, after anything only a backbone can make
-    (the normalized-impact baseline) is in storage."""
+) -> tuple[BackboneFacts, Extractor | None]:
+    """(backbone, extractor) for a step: local loads the model here (a `Backbone`; extractor
+    None: the step's in-process default); ray leaves it to the actors and gives their
+    backbone's description (a `BackboneInfo`: both are `BackboneFacts`, all the step needs),
+    after anything only a backbone can make (the normalized-impact baseline) is in storage."""
     if settings.executor == "local":
         return load(), None
     from nag_assets.executors.ray import RayExtractor

@@ -45,7 +45,8 @@ IN_FLIGHT_PER_ACTOR = 2  # one computing, one queued: no actor waits on the driv
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """What a step needs of a backbone that runs elsewhere (the actors hold the model)."""
+    """What a step needs of a backbone that runs elsewhere (the actors hold the model): a
+    `nag.BackboneFacts`, as a loaded `Backbone` is."""
 
     name: str
     fingerprint: str
@@ -166,7 +167,7 @@ class RayExtractor:
     def _start(self) -> list:
         import ray
 
-        self.address = connect(self.settings.ray_address)
+        self.address = connect(self.settings.address())
         gpus, cpus, count = self._shape(ray.cluster_resources())
         retries = self.settings.max_retries
         shape = digest(*asdict(self.spec).values(), gpus, cpus, retries)

@@ -6,7 +6,16 @@ profile = build_profile(target_nags, backbone.d_ff)
 scores = score_nags(nags, profile)
 """
 
-from nag_assets.nag.backbone import Backbone, BackboneError, from_model, load_backbone
+from nag_assets.nag.backbone import (
+    Backbone,
+    BackboneError,
+    BackboneFacts,
+    Tokenizer,
+    from_model,
+    load_backbone,
+    load_tokenizer,
+    loaded,
+)
 from nag_assets.nag.extract import (
     extract_impacts,
     extract_nags,
@@ -28,8 +37,10 @@ from nag_assets.nag.select import (
 __all__ = [
     "Backbone",
     "BackboneError",
+    "BackboneFacts",
     "Cutoff",
     "ScoredBatch",
+    "Tokenizer",
     "build_profile",
     "concentration",
     "extract_impacts",
@@ -38,6 +49,8 @@ __all__ = [
     "from_model",
     "keep_mask",
     "load_backbone",
+    "load_tokenizer",
+    "loaded",
     "mixture_rows",
     "nags_from_impacts",
     "neuron_baseline",

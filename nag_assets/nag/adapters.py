@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,8 @@ class UnsupportedArchitecture(ValueError):
 def _linear_or_conv1d_width(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return module.out_features
-    return int(module.nf)  # transformers' Conv1D (GPT-2) stores its weight transposed
+    nf: Any = module.nf  # transformers' Conv1D (GPT-2) stores its weight transposed
+    return int(nf)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +32,22 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 class BackboneError(ValueError):
     """A backbone that cannot serve NAG extraction (missing, unloadable or unsupported)."""
+
+
+class BackboneFacts(Protocol):
+    """What a step needs of a backbone that may run elsewhere (on a Ray cluster's actors, which
+    hold the model): a loaded `Backbone` has it, and so does the executor's `BackboneInfo`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def d_ff(self) -> int: ...
+    @property
+    def neuron_type(self) -> str: ...
 
 
 @dataclass
@@ -73,6 +90,22 @@ class Backbone:
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
         """Token ids without special tokens, truncated to `max_tokens` when given."""
+        return Tokenizer(self.tokenizer).tokenize(texts, max_tokens)
+
+    def count_tokens(self, texts: list[str]) -> np.ndarray:
+        """Full token count of each text: what a training budget is measured in."""
+        return Tokenizer(self.tokenizer).count_tokens(texts)
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A backbone's tokenizer without its model (`load_tokenizer`): token counts cost no
+    weights, and they are the `Backbone`'s own, which tokenizes through this."""
+
+    tokenizer: Any  # a transformers tokenizer
+
+    def tokenize(self, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+        """Token ids without special tokens, truncated to `max_tokens` when given."""
         texts = list(texts)
         if not texts:  # fast tokenizers raise IndexError on an empty batch
             return []
@@ -82,6 +115,17 @@ class Backbone:
     def count_tokens(self, texts: list[str]) -> np.ndarray:
         """Full token count of each text: what a training budget is measured in."""
         return np.array([len(x) for x in self.tokenize(texts)], dtype=np.int64)
+
+
+def loaded(backbone: BackboneFacts, why: str) -> Backbone:
+    """`backbone` as the model itself, for work that runs it here (`why`); an error naming
+    that work when only its description is here (the model runs on an executor's actors)."""
+    if not isinstance(backbone, Backbone):
+        raise BackboneError(
+            f"{why} needs the model {backbone.name!r} loaded in this process, but it runs "
+            "on the executor's workers"
+        )
+    return backbone
 
 
 def cache_dir() -> Path:
@@ -241,10 +285,7 @@ def load_backbone(
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    folder = embedded_folder() if name == EMBEDDED else Path(name)
-    source = str(folder) if name == EMBEDDED or folder.exists() else name
-    if name != EMBEDDED and not folder.exists() and name.startswith(("/", "./", "../", "~")):
-        raise BackboneError(f"cannot load backbone {name!r}: no such folder")
+    source, folder = model_source(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dt)
@@ -254,9 +295,33 @@ def load_backbone(
     return from_model(model, tokenizer, name, dev, identity, neuron_type, compile)
 
 
+def model_source(name: str) -> tuple[str, Path]:
+    """(what `from_pretrained` loads, the local folder) of backbone `name`: the embedded
+    model's converted folder (converted on first use), a local folder, or a hub name."""
+    folder = embedded_folder() if name == EMBEDDED else Path(name)
+    source = str(folder) if name == EMBEDDED or folder.exists() else name
+    if name != EMBEDDED and not folder.exists() and name.startswith(("/", "./", "../", "~")):
+        raise BackboneError(f"cannot load backbone {name!r}: no such folder")
+    return source, folder
+
+
+def load_tokenizer(name: str = EMBEDDED) -> Tokenizer:
+    """The tokenizer of backbone `name` alone, from the folder `load_backbone` loads: what
+    counting tokens needs (target_dataset), without the model's weights or a device."""
+    from transformers import AutoTokenizer
+
+    source, _ = model_source(name)
+    try:
+        return Tokenizer(AutoTokenizer.from_pretrained(source))
+    except Exception as e:  # as load_backbone: OSError, ValueError, a broken file, ...
+        raise BackboneError(
+            f"cannot load the tokenizer of {name!r}: {type(e).__name__}: {e}"
+        ) from e
+
+
 def from_model(
     model: nn.Module,
-    tokenizer: object,
+    tokenizer: Any,
     name: str = "in-memory",
     device: str | torch.device = "cpu",
     identity: str | None = None,

@@ -112,11 +112,11 @@ def nags_from_impacts(
     impacts: np.ndarray, lengths: np.ndarray, top_k: int, baseline: np.ndarray | None = None
 ) -> np.ndarray:
     """The NAGs `extract_nags` would give, from `extract_impacts`' output."""
-    impacts = torch.from_numpy(np.ascontiguousarray(impacts, dtype=np.float32))
-    check_top_k(top_k, impacts.shape[-1])
+    scores = torch.from_numpy(np.ascontiguousarray(impacts, dtype=np.float32))
+    check_top_k(top_k, scores.shape[-1])
     if baseline is not None:
-        impacts = impacts / _clamped(torch.from_numpy(np.asarray(baseline, dtype=np.float32)))
-    nags = _top(impacts, top_k)
+        scores = scores / _clamped(torch.from_numpy(np.asarray(baseline, dtype=np.float32)))
+    nags = _top(scores, top_k)
     nags[np.asarray(lengths) == 0] = -1
     return nags
 
@@ -166,8 +166,8 @@ class _Run:
         """Yield (rows, impact (B, L, d_ff) float32 on the backbone's device)."""
         report = _reporter(progress, len(self.order))
         done_tokens = 0
-        taps = contextlib.nullcontext() if self.backbone.compile else _NeuronTaps(self.backbone)
-        with taps as taps, torch.inference_mode():
+        hooks = contextlib.nullcontext() if self.backbone.compile else _NeuronTaps(self.backbone)
+        with hooks as taps, torch.inference_mode():
             for start in range(0, len(self.order), self.batch):
                 rows = self.order[start : start + self.batch]
                 yield rows, _batch_impact(self.backbone, taps, [self.ids[i] for i in rows])

@@ -16,6 +16,8 @@ Spec grammar (one string, for settings and the environment):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 ALL = "all"
@@ -65,7 +67,7 @@ def _parse(text: str, n: int) -> list[int]:
     return out
 
 
-def restrict_profile(profile: np.ndarray, layers: tuple[int, ...] | None) -> np.ndarray:
+def restrict_profile(profile: np.ndarray, layers: Sequence[int] | None) -> np.ndarray:
     """The (L, d) profile scoring only `layers` (None: every layer, unchanged): the other rows
     zero, the kept ones times L / |layers|."""
     profile = np.asarray(profile)

@@ -96,11 +96,13 @@ def _gather(idx: np.ndarray, table: torch.Tensor, k: int, d_ff: int) -> np.ndarr
     below 2^24, exact in any order."""
     layer_bytes = table.element_size() * table.shape[1] * (d_ff + 1)
     width = max(1, _BLOCK_BYTES // layer_bytes) * k  # bag columns per pass
-    sums = None
+    sums: torch.Tensor | None = None
     for a in range(0, idx.shape[1], width):
-        part = idx if width >= idx.shape[1] else np.ascontiguousarray(idx[:, a : a + width])
-        part = torch.nn.functional.embedding_bag(torch.from_numpy(part), table, mode="sum")
+        cols = idx if width >= idx.shape[1] else np.ascontiguousarray(idx[:, a : a + width])
+        part = torch.nn.functional.embedding_bag(torch.from_numpy(cols), table, mode="sum")
         sums = part if sums is None else sums.add_(part)
+    if sums is None:
+        raise ValueError("NAGs without a layer to score")
     return sums.numpy()
 
 

@@ -44,7 +44,7 @@ class Cutoff:
 
 def check_fraction(fraction: object) -> float:
     """The budget fraction, or a ValueError saying what it must be."""
-    if not (isinstance(fraction, numbers.Real) and 0 < fraction <= 1):
+    if not (isinstance(fraction, numbers.Real) and 0 < float(fraction) <= 1):
         raise ValueError(
             f"budget fraction {fraction!r} must be in (0, 1]: the share of all pool tokens to "
             "select (0.2 = a fifth)"
@@ -56,17 +56,21 @@ def check_weights(
     weights: Mapping[str, object], targets: Sequence[str] | None = None
 ) -> dict[str, float]:
     """Per-target weights (finite, >= 0, naming only `targets` when given), or a ValueError."""
-    bad = {
-        t: w
-        for t, w in weights.items()
-        if not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0
-    }
+    good, bad = {}, {}
+    for t, w in weights.items():
+        x = float(w) if isinstance(w, numbers.Real) else math.nan
+        if math.isfinite(x) and x >= 0:
+            good[t] = x
+        else:
+            bad[t] = w
     if bad:
         raise ValueError(f"target weights {bad} must be finite numbers >= 0")
     unknown = sorted(set(weights) - set(targets if targets is not None else weights))
     if unknown:
-        raise ValueError(f"weights name unknown targets {unknown}; targets are {list(targets)}")
-    return {t: float(w) for t, w in weights.items()}
+        raise ValueError(
+            f"weights name unknown targets {unknown}; targets are {list(targets or [])}"
+        )
+    return good
 
 
 def target_budgets(
@@ -202,7 +206,7 @@ def mixture_rows(mask: np.ndarray, dedup: bool = False) -> tuple[np.ndarray, np.
 def select_under_budget(
     scores: np.ndarray,
     tokens: np.ndarray,
-    doc_ids: Sequence[str],
+    doc_ids: Sequence[str] | np.ndarray,
     targets: Sequence[str],
     fraction: float = 0.2,
     weights: Mapping[str, float] | None = None,

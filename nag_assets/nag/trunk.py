@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,14 +63,14 @@ def check_supported(model: nn.Module) -> None:
         )
 
 
-def _window(model: nn.Module, att: nn.Module) -> int | None:
+def _window(model: nn.Module, att: Any) -> int | None:
     """The layer's sliding window, where transformers keeps it (Mistral: the config)."""
     if hasattr(att, "sliding_window"):
         return att.sliding_window
     return getattr(model.config, "sliding_window", None) if model_type(model) == "mistral" else None
 
 
-def _norm(h: torch.Tensor, mod: nn.Module) -> torch.Tensor:
+def _norm(h: torch.Tensor, mod: Any) -> torch.Tensor:
     """transformers' Llama RMSNorm, op for op (the fp32 upcast, then back)."""
     x = h.float()
     x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + mod.variance_epsilon)
@@ -97,7 +98,9 @@ def _attend(q, k, v, window: int | None, groups: int, gqa: bool) -> torch.Tensor
 def llama_trunk(model: nn.Module) -> Impacts:
     """The impact function of a model of `FAMILIES` (eager: the hook path's numbers)."""
     check_supported(model)
-    cfg, body = model.config, model.model
+    # transformers' config and submodules, not typed as such (nn.Module.__getattr__)
+    cfg: Any = model.config
+    body: Any = model.model
     heads, kv = cfg.num_attention_heads, cfg.num_key_value_heads
     dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     groups, gqa = heads // kv, bool(heads != kv)
@@ -106,7 +109,7 @@ def llama_trunk(model: nn.Module) -> Impacts:
         for layer in body.layers
     ]
 
-    def project(att: nn.Module, x: torch.Tensor, b: int, t: int):
+    def project(att: Any, x: torch.Tensor, b: int, t: int):
         q = att.q_proj(x).view(b, t, heads, dim)
         k = att.k_proj(x).view(b, t, kv, dim)
         if hasattr(att, "q_norm"):  # Qwen3: RMSNorm per head, before rotary

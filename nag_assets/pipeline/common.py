@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-from nag_assets.nag import Backbone, extract_nags
+from nag_assets.nag import Backbone, BackboneFacts, extract_nags
 from nag_assets.nag.adapters import UP
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS, TOP_K
 from nag_assets.nag.layers import ALL as ALL_LAYERS
@@ -71,7 +71,7 @@ class NagSettings:
         chosen = {k: v for k, v in PRESETS[name].items() if k != "neurons"}
         return cls(**(chosen | {k: v for k, v in overrides.items() if v is not None}))
 
-    def layer_subset(self, backbone: Backbone) -> list[int] | None:
+    def layer_subset(self, backbone: BackboneFacts) -> list[int] | None:
         """The layers scored, or None for all of them (the paper)."""
         try:
             layers = parse_layers(self.layers, backbone.num_layers)
@@ -79,7 +79,7 @@ class NagSettings:
             raise InputError(str(e)) from e
         return None if len(layers) == backbone.num_layers else list(layers)
 
-    def fingerprint(self, backbone: Backbone, sample_version: str | None = None) -> str:
+    def fingerprint(self, backbone: BackboneFacts, sample_version: str | None = None) -> str:
         """Raw impact: (backbone, top_k, max_tokens). Normalized adds the sample's version."""
         if self.impact == "raw":
             return digest(backbone.fingerprint, self.top_k, self.max_tokens)
@@ -180,7 +180,7 @@ def nag_table(
 
 
 def nag_footer(
-    version: str, backbone: Backbone, settings: NagSettings, fp: str, **extra
+    version: str, backbone: BackboneFacts, settings: NagSettings, fp: str, **extra
 ) -> NagFooter:
     """The footer of a NAG table: its version, what `nags_of` needs to unflatten it, and the
     settings that made it."""

@@ -17,12 +17,13 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from nag_assets import distill
-from nag_assets.nag import Backbone, score_many
+from nag_assets.nag import Backbone, BackboneFacts, score_many
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import (
     NagSettings,
@@ -30,7 +31,7 @@ from nag_assets.pipeline.common import (
     nag_footer,
     nags_of,
 )
-from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
+from nag_assets.pipeline.extractor import Extractor, NagJob, extractor_for
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     DISTILL_SAMPLE,
@@ -92,7 +93,7 @@ class Scoring:
 def distill_sample(
     storage: Storage,
     key: str,
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     sample: distill.SampleSettings,
     progress=None,
@@ -121,7 +122,7 @@ def distill_sample(
         folder, doc_file = sample_docs(key)
         plan = plan_file(storage, f"{folder}/{doc_file}", doc_file, key, settings.chunk_rows)
         job = NagJob(settings, backbone.fingerprint, baseline)
-        chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+        chunks = extractor_for(backbone, extractor).run(job, plan, progress)
         write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
     else:  # a small shard may draw no document: an empty sample, still current
         width = backbone.num_layers * settings.top_k
@@ -193,7 +194,9 @@ def distilled_scorer(
         "distilled_scorer", CODE_VERSION, tfoot.version, sorted(versions.items()),
         sorted(settings.items()),
     )  # fmt: skip
-    left_out = {"shards_without_sample": ", ".join(waiting)} if waiting else {}
+    left_out: dict[str, str | int] = (
+        {"shards_without_sample": ", ".join(waiting)} if waiting else {}
+    )
     if len(covered) < len(shards):
         left_out["shards_outside_sample"] = len(shards) - len(covered)
     if is_current(storage, version, *scorer_file(target)):
@@ -212,13 +215,14 @@ def distilled_scorer(
         )
     labels = score_many(np.concatenate(nags), profile[None])
     read = distill.hf_reader(backbone.tokenizer, tfoot.max_tokens)
-    emb = backbone.model.get_input_embeddings().weight.detach().float().cpu().numpy()
+    lm: Any = backbone.model  # a transformers model: its input embeddings
+    emb = lm.get_input_embeddings().weight.detach().float().cpu().numpy()
     scorer = distill.train(read, emb, texts, labels, [target], model, tfoot.max_tokens)
     storage.write_bytes(scorer.to_bytes(), *scorer_model(target, version))
-    footer = ScorerFooter(
+    made = ScorerFooter(
         version, target, tfoot.version, versions, len(texts), tfoot.nag_fingerprint, settings
     )
-    _write_json(storage, footer.to_meta(), *scorer_file(target))  # last: it names the model
+    _write_json(storage, made.to_meta(), *scorer_file(target))  # last: it names the model
     _drop_old_models(storage, target, version)
     fit = _spearman(scorer.score(read, texts)[:, 0], labels[:, 0])
     return StepResult(
@@ -282,7 +286,7 @@ class Rerank:
     settings: NagSettings
     extractor: Extractor | None = None
     progress: object = None
-    backbone: Backbone | None = None  # the extractor's (Ray: its actors'); None: the step's
+    backbone: BackboneFacts | None = None  # the extractor's (Ray: its actors'); None: the step's
 
 
 def distilled_scores(

@@ -23,7 +23,7 @@ The contract, which every extractor (in-process here, Ray elsewhere) keeps:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 import nag_assets.pipeline.common as common
-from nag_assets.nag import Backbone, load_backbone
+from nag_assets.nag import Backbone, BackboneFacts, load_backbone, loaded
 from nag_assets.nag.adapters import UP
 from nag_assets.pipeline.common import NagSettings, Progress
 from nag_assets.sources.chunks import ChunkRef, FilePlan, Frame, iter_frames, read_chunk
@@ -142,4 +142,8 @@ def _offset(progress: Progress | None, done: int, tokens: int, total: int) -> Pr
     return lambda d, _t, k: progress(done + d, total, tokens + k)
 
 
-ChunkHook = Callable[[ChunkNags], None]
+def extractor_for(backbone: BackboneFacts, extractor: Extractor | None) -> Extractor:
+    """`extractor`, else the in-process one, which runs the model loaded here."""
+    if extractor is not None:
+        return extractor
+    return InProcessExtractor(loaded(backbone, "extraction in this process"))

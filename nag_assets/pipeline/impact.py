@@ -16,15 +16,16 @@ from collections.abc import Callable
 import fsspec
 import numpy as np
 
-from nag_assets.nag import Backbone, neuron_baseline
+from nag_assets.nag import BackboneFacts, loaded, neuron_baseline
 from nag_assets.pipeline import slots
 from nag_assets.pipeline.common import NagSettings
+from nag_assets.pipeline.layout import IMPACT_BASELINE
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.sources.wiki import load_wiki_leads, spread
 from nag_assets.storage import Storage, digest
 
 FOLDER = "impact_baseline"  # in the NAG store
-LEGACY_FOLDER = "assets/impact_baseline"  # where roots made before the store kept it
+LEGACY_FOLDER = IMPACT_BASELINE  # where roots made before the store kept it
 EMBEDDED = "embedded"
 EMBEDDED_DOCS = 256
 
@@ -64,7 +65,7 @@ def _sample(storage: Storage, sample: str) -> tuple[str, Callable[[], list[str]]
 
 
 def impact_baseline(
-    storage: Storage, backbone: Backbone, settings: NagSettings, progress=None
+    storage: Storage, backbone: BackboneFacts, settings: NagSettings, progress=None
 ) -> tuple[np.ndarray | None, str]:
     """(baseline or None for raw impact, the NAG fingerprint these settings give)."""
     if settings.impact == "raw":
@@ -83,8 +84,9 @@ def impact_baseline(
             if where is storage:
                 store.write_npy(baseline, FOLDER, name)
             return baseline, fp
+        model = loaded(backbone, "the impact baseline")  # an executor prepares it beforehand
         baseline = neuron_baseline(
-            backbone, texts(), settings.max_tokens, settings.batch_size, progress or False
+            model, texts(), settings.max_tokens, settings.batch_size, progress or False
         )
         store.write_npy(baseline, FOLDER, name)
     return baseline, fp

@@ -68,7 +68,8 @@ def target_picks(
 def _candidates(storage: Storage, top: int, edge: int) -> tuple[pl.DataFrame, dict[str, int]]:
     """Each target's first `top` and last `edge` rows of every part (so one part is in memory
     at a time), and how many rows each target has."""
-    keep, counts = [], {}
+    keep: list[pl.DataFrame] = []
+    counts: dict[str, int] = {}
     for f in _pointer_files(storage):
         part = storage.read_parquet(MIXTURE_VERSIONS, f).sort(ORDER, descending=DESCENDING)
         for (target,), rows in part.group_by("target"):
@@ -115,11 +116,11 @@ def picks_markdown(picks: TargetPicks) -> str:
         lines.append("| … | | | | |")
         first = picks.documents - len(picks.cutoff) + 1
         lines += [row(f"{first + i} (cut-off)", p) for i, p in enumerate(picks.cutoff)]
-    why = [p for p in picks.top if p.why]
+    why = [(p, p.why) for p in picks.top if p.why]
     if why:
         lines += ["", "Why (share of the score per layer, and the neurons that gave most):", ""]
-        for p in why:
-            layers = ", ".join(f"L{layer} {v:.4f}" for layer, v in p.why.layers[:4])
-            neurons = ", ".join(f"L{c.layer}#{c.neuron} {c.share:.4f}" for c in p.why.neurons)
+        for p, w in why:
+            layers = ", ".join(f"L{layer} {v:.4f}" for layer, v in w.layers[:4])
+            neurons = ", ".join(f"L{c.layer}#{c.neuron} {c.share:.4f}" for c in w.neurons)
             lines.append(f"- **{p.title or p.id}**: layers {layers}; neurons {neurons}")
     return "\n".join(lines)

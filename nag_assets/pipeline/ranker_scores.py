@@ -12,14 +12,14 @@ embeddings) live under `assets/baseline_scores/<ranker>/_docs/`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import polars as pl
 
 from nag_assets import rankers
 from nag_assets.nag import Backbone
-from nag_assets.pipeline.common import nags_of
+from nag_assets.pipeline.common import nags_of, require
 from nag_assets.pipeline.layout import (
     RANKER_SCORES,
     SHARD_NAG,
@@ -85,7 +85,7 @@ def ranker_scores(
     embedder: rankers.Embedder | None = None,
     backbone: Callable[[], Backbone] | None = None,
     sample_fraction: float = 0.1,
-) -> dict[str, ShardScoresFooter | RankerScoresFooter | None]:
+) -> Mapping[str, ShardScoresFooter | RankerScoresFooter]:
     """Write (or reuse) the ranker's score table of every shard in `scored` (shard -> its
     shard_scores footer, as `scored_shards` returns) and return shard -> table footer.
     `backbone`: loads the backbone that made the NAGs, for a ranker that needs its tokenizer
@@ -93,6 +93,9 @@ def ranker_scores(
     ranker = rankers.get(name)
     if not ranker.stored:
         return scored
+    score = ranker.score
+    if score is None:  # only `nag` has none, and it is not stored
+        raise ValueError(f"ranker {name!r} keeps score tables but has no score function")
     folder = score_folder(name)
     keys = sorted(scored)
     options = Options(seed, embedder.name if embedder else None, sample_fraction)
@@ -106,14 +109,14 @@ def ranker_scores(
         inputs = _Inputs(storage, ranker, options, scored, targets, embedder, backbone)
         state = ranker.fit(inputs)
         for s in todo:
-            scores = ranker.score(inputs, state, s)
+            scores = score(inputs, state, s)
             df = inputs.base(s).hstack([pl.Series(t, scores[:, i]) for i, t in enumerate(targets)])
             footer = RankerScoresFooter(
                 versions[s], name, targets, scored[s].sha256, scored[s].version,
                 seed if ranker.uses_seed else None,
             )  # fmt: skip
             storage.write_parquet(df, *table(folder, s), meta=footer.to_meta())
-    return {s: RankerScoresFooter.read(storage, folder, s) for s in keys}
+    return {s: require(RankerScoresFooter.read(storage, folder, s), f"{name}[{s}]") for s in keys}
 
 
 class _Inputs:

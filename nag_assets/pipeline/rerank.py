@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from nag_assets.nag import Backbone, score_many
+from nag_assets.nag import BackboneFacts, score_many
 from nag_assets.pipeline.common import NagSettings, nag_footer, nags_of
-from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
+from nag_assets.pipeline.extractor import Extractor, NagJob, extractor_for
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import DISTILL_SAMPLE, RERANK_NAG, NagFooter, table
 from nag_assets.pipeline.stream import NagTally, iter_documents, write_nag_stream
@@ -59,7 +59,7 @@ def reranked(
     ids: list[str],
     distilled: np.ndarray,
     profiles: np.ndarray,
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     share: float,
     fingerprint: str,
@@ -83,7 +83,7 @@ def candidate_nags(
     storage: Storage,
     shard: FilePlan,
     want: list[str],
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     extractor: Extractor | None = None,
     progress=None,
@@ -104,11 +104,11 @@ def candidate_nags(
     missing = {i for i in want if i not in have}
     if missing:
         job = NagJob(settings, backbone.fingerprint, baseline)
-        new = _extract(storage, shard, missing, job, extractor or InProcessExtractor(backbone),
-                       footer, progress)  # fmt: skip
+        extract = extractor_for(backbone, extractor)
+        new = _extract(storage, shard, missing, job, extract, footer, progress)
         known = new if known is None else pl.concat([known, new], rechunk=True)
         storage.write_parquet(known, *table(RERANK_NAG, shard.key), meta=footer.to_meta())
-    if not want:
+    if not want or known is None:  # known is None only when nothing is wanted
         return np.zeros((0, backbone.num_layers, settings.top_k), dtype=np.int16), 0
     at = dict(zip(known["id"].to_list(), range(known.height)))
     return nags_of(known[pl.Series([at[i] for i in want])], footer), len(missing)
@@ -141,6 +141,8 @@ def _extract(storage, shard: FilePlan, missing: set, job, extractor, footer, pro
             part = docs.filter(pl.col("id").is_in(wanted)).select("id", "text").to_arrow()
             writer = writer or pq.ParquetWriter(f, part.schema, compression="zstd")
             writer.write_table(part)
+        if writer is None:
+            raise InputError(f"{shard.name}: the rerank candidates are no longer in it")
         writer.close()
     plan = plan_file(storage, f"{folder}/{name}", name, shard.key, job.settings.chunk_rows)
     out = (f"{RERANK_NAG}/_new", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from nag_assets.nag import Backbone, score_many
+from nag_assets.nag import BackboneFacts, score_many
 from nag_assets.pipeline.common import (
     STEP_CODE_VERSION,
     NagSettings,
@@ -16,7 +16,7 @@ from nag_assets.pipeline.common import (
     read_input,
     require,
 )
-from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
+from nag_assets.pipeline.extractor import Extractor, NagJob, extractor_for
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     SHARD_NAG,
@@ -59,7 +59,7 @@ def plan_shard(storage: Storage, key: str, chunk_rows: int) -> FilePlan:
 def shard_nag(
     storage: Storage,
     key: str,
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     progress=None,
     extractor: Extractor | None = None,
@@ -83,7 +83,7 @@ def shard_nag(
         raise InputError(f"{name}: the shard holds no documents")
     footer = nag_footer(version, backbone, settings, fp, file=name, sha256=plan.sha256)
     job = NagJob(settings, backbone.fingerprint, baseline)
-    chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+    chunks = extractor_for(backbone, extractor).run(job, plan, progress)
     tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
     write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
     _keep(storage, out, version)
@@ -152,6 +152,8 @@ def shard_scores(storage: Storage, key: str, targets: list[str]) -> StepResult:
     df = rows.select("id", "tokens").hstack(
         [pl.Series(t, scores[:, i]) for i, t in enumerate(targets)]
     )
+    if nag.file is None or nag.sha256 is None:  # every shard_nag footer names its file
+        raise InputError(f"shard_nag[{key}] names no source file: rematerialize it")
     footer = ShardScoresFooter(version, targets, versions, nag.file, nag.sha256, nag.version)
     storage.write_parquet(df, *out, meta=footer.to_meta())
     return StepResult(version, False, {"documents": df.height, "targets": len(targets), **left_out})

@@ -91,7 +91,8 @@ class UniqueIds:
     file's ids to name the rows (or to find it was a hash collision)."""
 
     def __init__(self, plan: FilePlan):
-        self.plan, self.runs = plan, []
+        self.plan = plan
+        self.runs: list = []
 
     def add(self, ids: pa.Array | pa.ChunkedArray) -> None:
         hashes = np.sort(pl.Series(ids).hash(seed=0).to_numpy())

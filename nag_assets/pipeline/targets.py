@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from nag_assets.nag import Backbone, build_profile, concentration
+from nag_assets.nag import BackboneFacts, build_profile, concentration
 from nag_assets.nag.layers import restrict_profile
 from nag_assets.nag.profile import neuron_use
 from nag_assets.pipeline.common import (
@@ -17,7 +17,7 @@ from nag_assets.pipeline.common import (
     read_input,
     require,
 )
-from nag_assets.pipeline.extractor import Extractor, InProcessExtractor, NagJob
+from nag_assets.pipeline.extractor import Extractor, NagJob, extractor_for
 from nag_assets.pipeline.impact import impact_baseline
 from nag_assets.pipeline.layout import (
     TARGET_DATASET,
@@ -83,7 +83,7 @@ def target_dataset(
 def target_nag(
     storage: Storage,
     key: str,
-    backbone: Backbone,
+    backbone: BackboneFacts,
     settings: NagSettings,
     progress=None,
     extractor: Extractor | None = None,
@@ -113,7 +113,7 @@ def target_nag(
         folder, name = table(TARGET_DATASET, key)
         plan = plan_file(storage, f"{folder}/{name}", name, key, settings.chunk_rows)
         job = NagJob(settings, backbone.fingerprint, baseline)
-        chunks = (extractor or InProcessExtractor(backbone)).run(job, plan, progress)
+        chunks = extractor_for(backbone, extractor).run(job, plan, progress)
         tally = NagTally(backbone.num_layers, settings.top_k, backbone.d_ff)
         write_nag_stream(storage, out, footer.to_meta(), chunks, plan, tally)
         profile, examples, use = tally.profile(), tally.documents, tally.neuron_use()

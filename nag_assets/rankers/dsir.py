@@ -65,7 +65,7 @@ def dsir_scores(
 
 def _fit(inputs) -> tuple[list[NgramModel], NgramModel]:
     """Targets' models, and the raw model over every shard of the pool."""
-    raw = NgramModel.fit(sum(bucket_counts(inputs.shard_texts(s)) for s in inputs.shards))
+    raw = NgramModel.fit(bucket_counts(t for s in inputs.shards for t in inputs.shard_texts(s)))
     models = [NgramModel.fit(bucket_counts(inputs.target_texts(t))) for t in inputs.targets]
     return models, raw
 

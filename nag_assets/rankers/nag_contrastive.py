@@ -11,8 +11,6 @@ from nag_assets.nag import score_many
 from nag_assets.nag.profile import contrastive_profiles
 from nag_assets.rankers.registry import Ranker
 
-PROFILE_VARIANT = "contrastive"
-
 
 def _fit(inputs) -> np.ndarray:
     profiles, top_k = inputs.target_profiles()

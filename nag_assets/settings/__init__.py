@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -40,7 +41,7 @@ def setting(default: Any, doc: str, env: str | None = None, deployment: bool = F
     is a per-deployment value (allowed as `{env: NAME}`), and its bounds (ge, gt, le: checked
     by `Section`, since Dagster's YAML schema takes no constrained types)."""
     bounds = {b: kw.pop(b) for b in BOUNDS if b in kw}
-    extra = {"env": env, "deployment": deployment, "bounds": bounds}
+    extra: dict[str, Any] = {"env": env, "deployment": deployment, "bounds": bounds}
     if "default_factory" in kw:
         return Field(description=doc, json_schema_extra=extra, **kw)
     return Field(default=default, description=doc, json_schema_extra=extra, **kw)
@@ -68,7 +69,7 @@ class Section(BaseModel):
             raise SettingsError(explain(e, self.KEY)) from None
 
     @classmethod
-    def from_env(cls, environ: dict | None = None, **given: Any):
+    def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any):
         """The `given` settings over their environment variables over the defaults; a bad
         variable is named as coming from the environment."""
         environ = os.environ if environ is None else environ
@@ -94,7 +95,7 @@ class Section(BaseModel):
         """The settings set explicitly (the rest fall back to the environment, then defaults)."""
         return {k: getattr(self, k) for k in self.model_fields_set}
 
-    def resolved(self, environ: dict | None = None):
+    def resolved(self, environ: Mapping[str, str] | None = None):
         """This block with its unset settings taken from the environment."""
         return type(self).from_env(environ, **self.given())
 

@@ -13,7 +13,7 @@ from pydantic import field_validator
 from nag_assets.nag.extract import BATCH_SIZE, MAX_TOKENS
 from nag_assets.nag.layers import LayerSpecError, parse_layers
 from nag_assets.pipeline.common import DEFAULT_PRESET, PRESETS
-from nag_assets.settings import FromEnv, Section, setting
+from nag_assets.settings import FromEnv, Section, SettingsError, setting
 from nag_assets.sources.chunks import CHUNK_ROWS
 
 PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
@@ -223,6 +223,12 @@ class ExecutorSettings(Section):
                                     env="NAG_RAY_CPUS_PER_ACTOR", ge=0)  # fmt: skip
     max_retries: int = setting(3, "Restarts of a dead worker, and retries of its chunks, per run.",
                                env="NAG_RAY_MAX_RETRIES", ge=0)  # fmt: skip
+
+    def address(self) -> str | None:
+        """The cluster's address as a run sees it (the resource reads `{env: NAME}` then)."""
+        if isinstance(self.ray_address, FromEnv):
+            raise SettingsError(f"executor.ray_address: ${self.ray_address.env} is read in a run")
+        return self.ray_address
 
 
 from nag_assets.settings.selection import (  # noqa: E402

@@ -155,12 +155,6 @@ class ChecksSettings(Section):
     rankers: list[str] = setting(
         ["random", "dsir", "embedding"], "agreement: the rankers to compare NAG's selection with."
     )
-
-    @field_validator("rankers")
-    @classmethod
-    def _rankers(cls, rankers: list[str]) -> list[str]:
-        return [registry.get(r).name for r in rankers]
-
     sizes: list[int] = setting([25, 50, 100, 200], "stability: target example counts to try.")
     seeds: int = setting(3, "stability and variants: random subsets.", ge=1)
     ks: list[int] = setting([20, 50], "variants: K values to try.")
@@ -168,3 +162,8 @@ class ChecksSettings(Section):
     neurons: list[int] = setting([20], "deactivation: neurons per layer.")
     random_seeds: int = setting(3, "deactivation: random-neuron draws.", ge=1)
     examples: int = setting(50, "deactivation: held-out examples.", ge=1)
+
+    @field_validator("rankers")
+    @classmethod
+    def _rankers(cls, rankers: list[str]) -> list[str]:
+        return [registry.get(r).name for r in rankers]

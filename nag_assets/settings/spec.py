@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -75,7 +76,7 @@ class SelectionSettings(Section):
             )
         return name
 
-    def resolved(self, environ: dict | None = None) -> SelectionSettings:
+    def resolved(self, environ: Mapping[str, str] | None = None) -> SelectionSettings:
         """Every block with its unset settings from the environment: what the graph runs."""
         own = type(self).from_env(environ, **{k: v for k, v in self.given().items()
                                               if not isinstance(v, Section)})  # fmt: skip

@@ -26,6 +26,7 @@ import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -94,7 +95,7 @@ def plan_file(storage: Storage, path: str, name: str, key: str, chunk_rows: int)
             f"{name}: changed while being read, again and again; it is read afresh once the "
             "writer is done (the pool sensor sees the new version)"
         )
-    base = dict(
+    base: dict[str, Any] = dict(
         root=storage.root,
         storage_options=tuple(sorted(storage.options.items())),
         path=path,
@@ -317,7 +318,7 @@ class _Rows:
 def _to_polars(table: pa.Table, ref: ChunkRef) -> pl.DataFrame:
     try:
         table.validate(full=True)  # polars would take strings that are not UTF-8 as they are
-        return pl.from_arrow(table)
+        return cast(pl.DataFrame, pl.from_arrow(table))  # a table gives a frame
     except Exception as e:
         if spot := _bad_utf8_cell(table):
             col, row, err = spot

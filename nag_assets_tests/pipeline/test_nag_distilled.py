@@ -108,7 +108,9 @@ def test_reruns_skip_and_the_sample_is_part_of_the_version(
 
 
 def test_bad_settings_are_named(store: Storage) -> None:
-    with pytest.raises(InputError, match=r"mixture.sample_fraction: sample_fraction 0(\.0)? must be in"):
+    with pytest.raises(
+        InputError, match=r"mixture.sample_fraction: sample_fraction 0(\.0)? must be in"
+    ):
         mixture.MixtureSettings(ranker="nag_distilled", sample_fraction=0)
     settings = mixture.MixtureSettings(ranker="nag_distilled", sample_fraction=0.01)
     with pytest.raises(InputError, match=r"sample_fraction 0\.01 draws [01] documents"):
