@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from nag_assets.component import NagSelection
-from nag_assets.defs.distilled import DistillConfig
 from nag_assets.pipeline.mixture import read_mixture
+from nag_assets.settings import DistilledScorerSettings as DistillConfig
+from nag_assets.settings import SelectionSettings
 from nag_assets.sources.files import InputError
 from nag_assets_tests.defs.helpers import (
     Graph,
@@ -174,43 +175,45 @@ def test_the_sensor_asks_for_the_sample_not_shard_nag(graph: Graph) -> None:
 @pytest.mark.parametrize(
     ("selection", "env", "message"),
     [
-        ({"scorer": "fast"}, {}, r"scorer 'fast' must be one of \['nag', 'distilled'\]"),
-        ({}, {"NAG_SCORER": "bogus"}, r"scorer 'bogus' must be one of"),
+        ({"scorer": "fast"}, {}, r"scorer: Input should be 'nag' or 'distilled'"),
+        ({}, {"NAG_SCORER": "bogus"}, r"NAG_SCORER='bogus' \(from the environment"),
         ({"distill": {"sample_fraction": 0}}, {}, r"sample_fraction 0(\.0)? must be in \(0, 1\]"),
         ({"distill": {"sample_fraction": 1.5}}, {}, r"sample_fraction 1.5 must be in \(0, 1\]"),
-        ({}, {"NAG_SAMPLE_FRACTION": "a tenth"}, r"NAG_SAMPLE_FRACTION='a tenth' is not a float"),
-        ({"distill": {"features": "pixels"}}, {}, r"distill features 'pixels' must be one of"),
-        ({"distill": {"rerank": 0}}, {}, r"distill rerank 0(\.0)? must be a share in \(0, 1\]"),
-        ({}, {"NAG_DISTILL_RERANK": "half"}, r"NAG_DISTILL_RERANK='half' is not a float"),
+        ({}, {"NAG_SAMPLE_FRACTION": "a tenth"}, r"NAG_SAMPLE_FRACTION='a tenth' \(from the env"),
+        ({"distill": {"features": "pixels"}}, {}, r"distill.features: Input should be"),
+        ({"distill": {"rerank": 0}}, {}, r"distill: rerank must be > 0"),
+        ({}, {"NAG_DISTILL_RERANK": "half"}, r"NAG_DISTILL_RERANK='half' \(from the environment"),
     ],
 )
 def test_bad_settings_are_named(selection: dict, env: dict, message: str, monkeypatch) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    if "distill" in selection:
-        selection = {**selection, "distill": DistillConfig(**selection["distill"])}
     with pytest.raises(InputError, match=message):
         NagSelection(name="", **selection).definitions()
 
 
 def test_yaml_then_env_then_default(monkeypatch) -> None:
-    assert DistillConfig().scoring().scorer == "nag"
+    def scoring(**spec):
+        resolved = SelectionSettings(**spec).resolved()
+        return resolved.distill.scoring(resolved.scorer)
+
+    assert scoring().scorer == "nag"
     monkeypatch.setenv("NAG_SCORER", "distilled")
     monkeypatch.setenv("NAG_SAMPLE_FRACTION", "0.25")
-    scoring = DistillConfig().scoring()
-    assert (scoring.scorer, scoring.sample.fraction, scoring.sample.seed) == ("distilled", 0.25, 0)
-    yaml = DistillConfig(sample_fraction=0.05).scoring("nag")
+    got = scoring()
+    assert (got.scorer, got.sample.fraction, got.sample.seed) == ("distilled", 0.25, 0)
+    yaml = scoring(scorer="nag", distill={"sample_fraction": 0.05})
     assert (yaml.scorer, yaml.sample.fraction) == ("nag", 0.05)
-    assert scoring.sample.shards == ("*",) and scoring.sample.covers("any-shard")
+    assert got.sample.shards == ("*",) and got.sample.covers("any-shard")
     monkeypatch.setenv("NAG_SAMPLE_SHARDS", "cc-2026-*,wiki-000")
-    listed = DistillConfig().scoring().sample
+    listed = scoring().sample
     assert listed.shards == ("cc-2026-*", "wiki-000")
     assert [listed.covers(k) for k in ("cc-2026-07", "wiki-000", "wiki-001")] == [1, 1, 0]
-    assert DistillConfig(sample_shards=["a*"]).scoring().sample.shards == ("a*",)
-    assert DistillConfig().scoring().rerank is None
+    assert scoring(distill={"sample_shards": ["a*"]}).sample.shards == ("a*",)
+    assert scoring().rerank is None
     monkeypatch.setenv("NAG_DISTILL_RERANK", "0.4")
-    assert DistillConfig().scoring().rerank == 0.4
-    assert DistillConfig(rerank=0.25).scoring().rerank == 0.25
+    assert scoring().rerank == 0.4
+    assert scoring(distill={"rerank": 0.25}).rerank == 0.25
 
 
 def test_the_yaml_chooses_the_scorer_and_names_its_assets() -> None:
