@@ -81,13 +81,16 @@ class Graph:
         model_dir: Path,
         instance: dg.DagsterInstance,
         selection: NagSelection | None = None,
+        storage: StorageResource | None = None,
     ):
         self.root = root
         self.instance = instance
-        self.storage = Storage(str(root))
+        storage = storage or StorageResource(root=str(root))
+        self.storage = storage.storage()
+        self.name = selection.name if selection else ""
         # the paper's preset: these graphs' counts and checks are those of the paper's method
         resources = (
-            StorageResource(root=str(root)),
+            storage,
             BackboneResource(model=str(model_dir), preset="paper", top_k=TOP_K),
         )  # `selection`: another unnamed selection's settings (e.g. scorer: distilled)
         self.defs = selection.definitions(*resources) if selection else build_defs(*resources)

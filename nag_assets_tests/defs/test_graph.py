@@ -150,8 +150,9 @@ def test_recomputing_from_inputs_is_byte_identical(
     root = build_root(tmp_path / "root", wiki_pool, targets=TARGETS)
     digests, versions = [], []
     for _ in range(2):
-        shutil.rmtree(root / "assets", ignore_errors=True)
-        shutil.rmtree(root / "selected_mixture", ignore_errors=True)
+        for output in ("assets", "mixture_versions", "nag_store"):
+            shutil.rmtree(root / output, ignore_errors=True)
+        (root / "selected_mixture").unlink(missing_ok=True)  # a link to the version in force
         with dg.DagsterInstance.ephemeral() as instance:
             g = Graph(root, tiny_model_dir, instance)
             g.step()
