@@ -96,17 +96,17 @@ def _backbone_seconds(instance, runs: list[dict]) -> float:
 
 def report(storage, wall_s: float, backbone_s: float, runs: list[dict]) -> str:
     from nag_assets.defs.resources import BackboneResource
-    from nag_assets.pipeline.mixture import FOLDER, POINTER, read_mixture
+    from nag_assets.pipeline.mixture import CORPUS, FOLDER, POINTER, read_mixture
     from nag_assets.pipeline.picks import target_picks
 
     mix = read_mixture(storage)
     facts = json.loads(storage.read_bytes(FOLDER, POINTER))["facts"]
+    shards = storage.inputs("shards")
     pool = pl.concat(
-        [storage.read_parquet("shards", f.name) for f in storage.list_files("shards")],
-        how="diagonal_relaxed",
+        [shards.read_parquet(f.name) for f in shards.list_inputs()], how="diagonal_relaxed"
     )
     lines = [
-        f"\n== selected mixture: {storage.url(FOLDER)} ==",
+        f"\n== selected mixture: {storage.url(CORPUS)} ==",
         f"pool: {pool.height} documents, {facts['pool_tokens']} tokens; "
         f"budget fraction {facts['fraction']}",
         f"NAG settings: {_settings_line(BackboneResource.from_env())}",

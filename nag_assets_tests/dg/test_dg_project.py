@@ -26,6 +26,7 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSETS = {
     "candidate_shard",
+    "mixture_preview",
     "selected_mixture",
     "selection_checks",
     "shard_nag",
@@ -97,11 +98,19 @@ def test_scaffolded_defs_yaml_checks_clean(project: Path) -> None:
     assert "All definitions loaded successfully" in out
 
 
-def test_check_defs_names_a_bad_setting(project: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "key"),
+    [
+        ("backbone: {top_k: many}", "top_k"),
+        ("mixture: {fraction: 1.5}", "mixture.fraction"),
+        ("backbone: {preset: tunned}", "preset"),
+    ],
+)
+def test_check_defs_names_a_bad_setting(project: Path, setting: str, key: str) -> None:
     bad = project / "src" / "team" / "defs" / "bad_pool"
     bad.mkdir()
     (bad / "defs.yaml").write_text(
-        "type: nag_assets.NagSelection\nattributes:\n  name: bad\n  backbone: {top_k: many}\n"
+        f"type: nag_assets.NagSelection\nattributes:\n  name: bad\n  {setting}\n"
     )
     try:
         out = subprocess.run(
@@ -116,7 +125,7 @@ def test_check_defs_names_a_bad_setting(project: Path) -> None:
         (bad / "defs.yaml").unlink()
         bad.rmdir()
     assert out.returncode != 0
-    assert "top_k" in out.stdout + out.stderr and "bad_pool" in out.stdout + out.stderr
+    assert key in out.stdout + out.stderr and "bad_pool" in out.stdout + out.stderr
 
 
 def test_dg_dev_serves_both_selections(project: Path) -> None:
