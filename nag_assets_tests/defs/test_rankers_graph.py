@@ -57,6 +57,12 @@ def materialize(graph: Graph, asset: str, **config) -> dg.ExecuteInProcessResult
     return result
 
 
+def preview(graph: Graph, **config) -> str:
+    """A mixture_preview with other mixture settings than the spec's: its version."""
+    materialize(graph, "mixture_preview", **config)
+    return graph.latest_metadata("mixture_preview")["version"]
+
+
 def baseline_table(root: Path, ranker: str) -> pl.DataFrame:
     folder = root / score_folder(ranker)
     return pl.concat([pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))])
@@ -67,15 +73,16 @@ def baseline_table(root: Path, ranker: str) -> pl.DataFrame:
 )
 def test_baseline_mixture_keeps_the_contract(graph: Graph, ranker: str) -> None:
     extra = {"sample_fraction": 0.5} if ranker == "nag_distilled" else {}  # a tiny pool
-    materialize(graph, "selected_mixture", ranker=ranker, **extra)
-    mix = read_mixture(graph.storage)
+    version = preview(graph, ranker=ranker, **extra)
+    mix = read_mixture(graph.storage, preview=version)
     nag = graph.nag_mixture
     assert mix.columns == nag.columns  # same output schema, ranker column included
     assert mix["ranker"].unique().to_list() == [ranker]
     assert nag["ranker"].unique().to_list() == ["nag"]
-    facts = json.loads((graph.root / "mixture_versions" / "CURRENT.json").read_text())["facts"]
+    facts = json.loads((graph.root / "previews" / f"{version}.json").read_text())["facts"]
     assert facts["ranker"] == ranker
-    assert graph.latest_metadata("selected_mixture")["ranker"] == ranker
+    assert graph.latest_metadata("mixture_preview")["ranker"] == ranker
+    assert mixture_digest(graph.storage) == graph.nag_digest  # the selection in force stays
     # the same documents and tokens as the NAG scores, one score column per target in [0, 1]
     scores = baseline_table(graph.root, ranker)
     nag_scores = pl.concat(
@@ -94,20 +101,20 @@ def test_baseline_mixture_keeps_the_contract(graph: Graph, ranker: str) -> None:
 
 
 def test_rankers_are_deterministic_and_nag_stays_the_default(graph: Graph) -> None:
-    materialize(graph, "selected_mixture", ranker="random", seed=3)
-    first = mixture_digest(graph.storage)
-    materialize(graph, "selected_mixture", ranker="random", seed=3)
-    assert mixture_digest(graph.storage) == first
-    assert graph.latest_metadata("selected_mixture")["skipped_unchanged"] is True
-    materialize(graph, "selected_mixture", ranker="random", seed=4)
-    assert mixture_digest(graph.storage) != first
-    materialize(graph, "selected_mixture")  # default config: NAG, byte-identical to before
+    version = preview(graph, ranker="random", seed=3)
+    first = mixture_digest(graph.storage, preview=version)
+    assert preview(graph, ranker="random", seed=3) == version
+    assert mixture_digest(graph.storage, preview=version) == first
+    assert graph.latest_metadata("mixture_preview")["skipped_unchanged"] is True
+    other = preview(graph, ranker="random", seed=4)
+    assert mixture_digest(graph.storage, preview=other) != first
+    materialize(graph, "selected_mixture")  # the spec: NAG, byte-identical to before
     assert mixture_digest(graph.storage) == graph.nag_digest
 
 
 def test_unknown_ranker_is_refused(graph: Graph) -> None:
-    with pytest.raises(dg.DagsterInvalidConfigError):
-        materialize(graph, "selected_mixture", ranker="bm25")
+    with pytest.raises(Exception, match="unknown ranker 'bm25'"):
+        materialize(graph, "mixture_preview", ranker="bm25")
 
 
 def _stored_nags(root: Path, folder: str, name: str) -> np.ndarray:
@@ -118,7 +125,7 @@ def _stored_nags(root: Path, folder: str, name: str) -> np.ndarray:
 def test_contrastive_scores_follow_the_formula(graph: Graph) -> None:
     """nag_contrastive: w ~ target freq / (pool freq + 1/(n K)), per layer summed to 1,
     recomputed here by counting, without the library's profile code."""
-    materialize(graph, "selected_mixture", ranker="nag_contrastive")
+    preview(graph, ranker="nag_contrastive")
     shards = sorted(p.stem for p in (graph.root / "assets" / "shard_nag").glob("*.parquet"))
     pool = np.concatenate([_stored_nags(graph.root, "shard_nag", s) for s in shards])
     n, layers, _ = pool.shape
