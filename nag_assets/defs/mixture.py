@@ -12,17 +12,15 @@ from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
-from nag_assets.pipeline.picks import picks_markdown, target_picks
 from nag_assets.settings import MixtureSettings
 
-SELECTED_MIXTURE_DOC = """The selected corpus: per target, the best-scoring documents that fit its
-share of the token budget, as parquet with text and provenance (target, score, shard and the
-shard's own columns). `selected_mixture/` holds the version in force and nothing else;
-`mixture_versions/CURRENT.json` names it.
+SELECTED_MIXTURE_DOC = """The selection: per target, the best-scoring documents that fit its share
+of the token budget, as a manifest computed from the score tables alone (id, target, score,
+shard, tokens per chosen document: `mixture_versions/<version>/manifest/`, named by
+`mixture_versions/CURRENT.json`). Its cost grows with the number of documents, not their text;
+`mixture_corpus` then writes the chosen documents' text (`selected_mixture/`).
 
-What was picked and why, in the latest materialization below: `picks_<target>` its top
-documents and those at the cut-off (text preview, the shard's title), and for NAG which layers
-and neurons gave the top ones their score; `per_target` documents, tokens,
+What was picked and why, in the latest materialization below: `per_target` documents, tokens,
 budget and score cut-off per target; `score_distributions` (open it) each target's score
 distribution over the pool with its cut-off, picked documents in orange; `chosen_by_several`
 documents more than one target picked (the first 20; `chosen_by_several_n` counts them all);
@@ -57,11 +55,6 @@ def mixture_asset(spec: SelectionSpec) -> dg.AssetsDefinition:
                 "budget_holds",
                 asset=key,
                 description="No target's documents exceed its share of the token budget.",
-            ),
-            dg.AssetCheckSpec(
-                "rows_point_to_documents",
-                asset=key,
-                description="Every row is a scored document of its shard, with its text.",
             ),
         ],
         description=SELECTED_MIXTURE_DOC,
@@ -105,8 +98,8 @@ def _run(
     targets = sorted(context.instance.get_dynamic_partitions(spec.targets.name))
     shards = sorted(context.instance.get_dynamic_partitions(spec.shards.name))
     step = steps.selected_mixture(
-        store, shards, targets, settings, backbone=backbone.load, preview=preview
-    )
+        store, shards, targets, settings, backbone=backbone.load, preview=preview, copy=False
+    )  # the selection only: mixture_corpus writes its text
     facts = step.facts
     for s, why in facts["shards_left_out"].items():
         context.log.warning(f"shard {s} left out of the mixture: {why}")
@@ -154,9 +147,6 @@ def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
     }
     if facts.get("ranker") == "random":
         meta["ranker_seed"] = facts["seed"]
-    if facts["files"]:  # judge the selection by eye: top documents, the cut-off, and why
-        for t, picks in target_picks(store).items():
-            meta[f"picks_{t}"] = dg.MetadataValue.md(picks_markdown(picks))
     shared_ids = facts.get("ids_in_several_shards", {})
     if shared_ids.get("count"):  # the same id in two shards: two documents, worth a look
         meta["ids_in_several_shards"] = dg.MetadataValue.json(shared_ids)
@@ -283,16 +273,11 @@ def _input_versions(facts: dict, shard_meta: dict[str, dict]) -> dict:
 
 
 def _checks(store, facts: dict) -> list[dg.AssetCheckResult]:
-    found = steps.check_mixture(store, facts)
+    over = steps.check_budget(store, facts)
     return [
         dg.AssetCheckResult(
             check_name="budget_holds",
-            passed=not found.over_budget,
-            metadata={"over_budget": dg.MetadataValue.json(found.over_budget)},
-        ),
-        dg.AssetCheckResult(
-            check_name="rows_point_to_documents",
-            passed=found.bad_rows == 0,
-            metadata={"bad_rows": found.bad_rows, "rows": found.rows},
-        ),
+            passed=not over,
+            metadata={"over_budget": dg.MetadataValue.json(over)},
+        )
     ]

@@ -9,6 +9,7 @@ import dagster as dg
 
 from nag_assets.defs.automation import automation_sensor
 from nag_assets.defs.checks import checks_asset
+from nag_assets.defs.corpus import corpus_asset
 from nag_assets.defs.distilled import distilled_assets
 from nag_assets.defs.mixture import mixture_asset, preview_asset
 from nag_assets.defs.resources import (
@@ -50,6 +51,7 @@ def selection_defs(
         *target_assets(spec),
         *shards,
         mixture_asset(spec),
+        corpus_asset(spec),
         preview_asset(spec),
         checks_asset(spec),
     ]

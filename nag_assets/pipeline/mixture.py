@@ -18,9 +18,7 @@ score rank by (id, shard). How many ids occur in several shards is reported in t
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,12 +29,24 @@ from nag_assets.nag.blend import Range, blend
 from nag_assets.nag.select import check_weights
 from nag_assets.pipeline import distilled, ranker_scores
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult
+from nag_assets.pipeline.corpus import (
+    CORPUS,
+    CORPUS_POINTER,
+    FOLDER,
+    POINTER,
+    PREVIEWS,
+    corpus_shows,
+    manifest_file,
+    mixture_digest,
+    part_file,
+    publish_corpus,
+    read_manifest,
+    read_mixture,
+    write_corpus,
+)
 from nag_assets.pipeline.layout import (
     DISTILL_SAMPLE,
-    MIXTURE_POINTER,
-    MIXTURE_VERSIONS,
     RANK_SEP,
-    SELECTED_MIXTURE,
     SHARD_NAG,
     SHARD_SCORES,
     TARGET_NAG,
@@ -53,22 +63,22 @@ from nag_assets.settings import MixtureSettings
 from nag_assets.sources.files import InputError, read_documents
 from nag_assets.storage import Storage, UnsafeKeyError, check_key, digest
 
-CORPUS = SELECTED_MIXTURE  # the parts of the version in force, nothing else
-FOLDER = MIXTURE_VERSIONS  # every version's parts, manifests and the pointer
-POINTER = MIXTURE_POINTER
-PREVIEWS = "previews"
 KEEP_PREVIEWS = 5
 PLOT_BINS = 200
 SAMPLE = 20
-FORMAT = "3"  # 3: versions apart from the corpus folder; bump when the mixture's files change
+FORMAT = "3"  # 3: a manifest, the corpus apart; bump when the mixture's files change
 __all__ = [
     "CORPUS",
     "FOLDER",
     "POINTER",
+    "PREVIEWS",
     "RANK_SEP",
     "MixtureSettings",
+    "mixture_digest",
+    "read_manifest",
     "read_mixture",
     "selected_mixture",
+    "write_corpus",
 ]
 
 
@@ -120,12 +130,15 @@ def selected_mixture(
     embedder=None,
     backbone=None,
     preview: bool = False,
+    copy: bool = True,
 ) -> StepResult:
     """The budgeted selection by `settings.ranker` (NAG by default; another ranker's scores
     are computed, or reused, under `assets/baseline_scores/<ranker>/` first). `embedder`: the
     embedding ranker's model (default: all-MiniLM-L6-v2, loaded when needed); `backbone`: loads
     the backbone (nag_distilled reads its tokenizer and input embeddings, never runs it).
-    `preview`: written under `previews/`, leaving the selection in force as it is."""
+    `preview`: written under `previews/`, leaving the selection in force as it is. `copy`:
+    write the corpus (the chosen documents' text) too, before the selection is published;
+    without it only the manifest (the graph writes the corpus in `mixture_corpus`)."""
     _check_request(storage, shards, targets, settings)
     targets, targets_left_out = _ready_targets(storage, targets)
     usable, left_out, target_versions = scored_shards(storage, shards, targets)
@@ -139,11 +152,11 @@ def selected_mixture(
         batches.blend_with(settings, usable)
     cutoffs = find_cutoffs(batches, targets, settings.fraction, weights, tokens=settings.tokens)
     version = _mixture_version(targets, settings, versions)
-    done = _written_before(storage, version, preview)
+    done = _written_before(storage, version, preview, copy)
     if done is not None:
         return StepResult(version, True, done)
     out = PREVIEWS if preview else FOLDER
-    written = _write_parts(storage, batches, cutoffs, usable, version, settings, out)
+    written = _write_manifest(storage, batches, cutoffs, usable, version, settings, out)
     facts = _facts(cutoffs, written, versions, left_out, settings)
     facts["target_versions"] = target_versions
     facts["ids_in_several_shards"] = _shared_ids(storage, batches.keys, written.id_hashes)
@@ -154,20 +167,26 @@ def selected_mixture(
             "weight": settings.quality_weight,
             "direction": settings.quality_direction,
         }
+    if copy or preview:  # the corpus first: a failed copy leaves the selection in force
+        corpus = write_corpus(storage, version, out, publish=False, facts=facts)
     (_publish_preview if preview else _publish)(storage, version, facts)
+    if copy and not preview:
+        publish_corpus(storage, version, facts["files"], corpus.facts["part_names"])
     return StepResult(version, False, facts)
 
 
-def _written_before(storage: Storage, version: str, preview: bool) -> dict | None:
-    """The facts of this very version if it is already the one in force (or, for a preview,
-    already written), else None."""
+def _written_before(storage: Storage, version: str, preview: bool, copy: bool) -> dict | None:
+    """The facts of this very version if it is already the one in force, with its corpus
+    when `copy` (or, for a preview, already written), else None."""
     if preview:
         manifest = read_json(storage, PREVIEWS, f"{version}.json")
         return None if manifest is None else manifest["facts"]
     pointer = _read_pointer(storage)
-    if pointer and pointer["version"] == version and _corpus_shows(storage, version):
-        return pointer["facts"]
-    return None
+    if not pointer or pointer["version"] != version:
+        return None
+    corpus = read_json(storage, FOLDER, CORPUS_POINTER) or {}
+    whole = corpus.get("version") == version and corpus_shows(storage, version)
+    return pointer["facts"] if whole or not copy else None
 
 
 def _check_request(
@@ -274,14 +293,17 @@ class _Written:
     hist: np.ndarray
     lowest: np.ndarray
     chosen_by: dict = field(default_factory=dict)
-    files: list = field(default_factory=list)
+    files: list = field(default_factory=list)  # the corpus parts, one per shard with a pick
+    manifest: list = field(default_factory=list)  # the chosen rows of those shards, no text
     pool_tokens: int = 0
     id_hashes: list = field(default_factory=list)
 
 
-def _write_parts(
+def _write_manifest(
     storage, batches: _Batches, cutoffs, usable, version, settings, folder: str = FOLDER
 ) -> _Written:
+    """One pass over the scores: per shard, the rows chosen (its manifest, no text), and what
+    the facts need."""
     targets = batches.targets
     out = _Written(np.zeros((len(targets), PLOT_BINS)), np.full(len(targets), np.inf))
     for s in batches.keys:
@@ -296,9 +318,11 @@ def _write_parts(
             out.chosen_by[doc_key(s, ids[doc])] = [targets[t] for t in np.nonzero(mask[doc])[0]]
         if not mask.any():
             continue
-        part = _part(storage, s, usable[s].sha256, batch, ids, mask, targets, settings)
-        storage.write_parquet(part, folder, version, f"part-{s}.parquet")
-        out.files.append(f"{version}/part-{s}.parquet")
+        rows = _manifest(s, batch, ids, mask, targets, settings)
+        meta = {"sha256": usable[s].sha256}  # the shard's content the rows point into
+        storage.write_parquet(rows, folder, manifest_file(version, s), meta=meta)
+        out.manifest.append(manifest_file(version, s))
+        out.files.append(part_file(version, s))
     return out
 
 
@@ -322,14 +346,14 @@ def _quality(storage: Storage, shard: str, sha: str, settings: MixtureSettings) 
 
 
 def _publish(storage: Storage, version: str, facts: dict) -> None:
-    """The manifest, then the pointer (last: readers never see a half-written mixture), then
-    the corpus folder, then drop versions older than the one before."""
+    """The facts, then the pointer (last: readers never see a half-written selection), then
+    drop versions older than the one before (and than the corpus in force)."""
     previous = (_read_pointer(storage) or {}).get("version")
     manifest = json.dumps({"version": version, "facts": facts}, indent=1).encode()
     storage.write_bytes(manifest, FOLDER, f"{version}.json")
     storage.write_bytes(json.dumps({"version": version, "facts": facts}).encode(), FOLDER, POINTER)
-    _show_corpus(storage, version, facts["files"])
-    _drop_old(storage, FOLDER, {version, previous} - {None})
+    corpus = (read_json(storage, FOLDER, CORPUS_POINTER) or {}).get("version")
+    _drop_old(storage, FOLDER, {version, previous, corpus} - {None})
 
 
 def _publish_preview(storage: Storage, version: str, facts: dict) -> None:
@@ -349,70 +373,20 @@ def _modified(storage: Storage, path: str) -> float:
     return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
 
 
-def _show_corpus(storage: Storage, version: str, files: list[str]) -> None:
-    """Make `selected_mixture/` hold the version's parts and nothing else. Local: a relative
-    symlink to its folder, replaced atomically (a folder left by an older release is removed
-    first). Elsewhere: its parts copied in, then every other file removed."""
-    if storage.is_local:
-        link = storage.path(CORPUS)
-        if os.path.isdir(link) and not os.path.islink(link):
-            storage.fs.rm(link, recursive=True)  # the old layout: versions inside
-        os.makedirs(storage.path(FOLDER, version), exist_ok=True)  # an empty selection
-        tmp = storage.path(f".tmp-{CORPUS}-{os.getpid()}")
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(os.path.join(FOLDER, version), tmp)
-        os.replace(tmp, link)
-        return
-    names = {f.split("/", 1)[1] for f in files}
-    for name in sorted(names):
-        storage.copy_from(storage, (FOLDER, version, name), (CORPUS, name))
-    for f in storage.list_files(CORPUS, recursive=True):
-        if f.name not in names:
-            storage.fs.rm(f.path)
-
-
-def _corpus_shows(storage: Storage, version: str) -> bool:
-    """Whether `selected_mixture/` is already the version's (local: the link's target)."""
-    link = storage.path(CORPUS)
-    if storage.is_local:
-        return os.path.islink(link) and os.readlink(link) == os.path.join(FOLDER, version)
-    return storage.exists(CORPUS)
-
-
-def _part(storage, shard, sha, batch, ids, mask, targets, settings) -> pl.DataFrame:
+def _manifest(shard, batch, ids, mask, targets, settings) -> pl.DataFrame:
+    """The shard's chosen rows: the document (id and its row in the shard), the target that
+    chose it with the score, and its tokens."""
     rows, cols = mixture_rows(mask, settings.dedup)
-    name, data, now_sha = read_shard(storage, shard)
-    if now_sha != sha:
-        raise InputError(
-            f"{name} changed after it was scored: this mixture is retried once the new "
-            "version of the shard is scored"
-        )
-    docs = read_documents(data, name, shard)
-    picked = docs[rows.tolist()]
-    if picked["id"].to_list() != ids[rows].tolist():
-        raise InputError(f"{name}: documents do not line up with their scores")
-    return (
-        pl.DataFrame(
-            {
-                "target": [targets[c] for c in cols],
-                "score": batch.scores[rows, cols].astype(np.float32),
-                "shard": shard,
-                "tokens": batch.tokens[rows],
-                "ranker": settings.ranker,
-            }
-        )
-        .hstack(picked.rename({"ranker": "shard_ranker"}, strict=False))  # a shard's own
-        .select(
-            "id",
-            "text",
-            "target",
-            "score",
-            "shard",
-            "tokens",
-            "ranker",
-            pl.exclude("id", "text", "target", "score", "shard", "tokens", "ranker"),
-        )
+    return pl.DataFrame(
+        {
+            "id": pl.Series(ids[rows], dtype=pl.Utf8),
+            "target": [targets[c] for c in cols],
+            "score": batch.scores[rows, cols].astype(np.float32),
+            "shard": shard,
+            "tokens": batch.tokens[rows],
+            "ranker": settings.ranker,
+            "row": rows.astype(np.int64),
+        }
     )
 
 
@@ -467,6 +441,7 @@ def _facts(cutoffs: list[Cutoff], written: _Written, versions, left_out, setting
         "chosen_by_several_sample": dict(list(written.chosen_by.items())[:20]),
         "histogram": written.hist.tolist(),
         "files": written.files,
+        "manifest": written.manifest,
         "fraction": settings.fraction,
         "weights": settings.weights,
         "dedup": settings.dedup,
@@ -491,22 +466,9 @@ def _drop_old(storage: Storage, folder: str, keep: set) -> None:
     for d in storage.fs.ls(base, detail=True):
         name = d["name"].rstrip("/").rsplit("/", 1)[-1]
         version = name[: -len(".json")] if name.endswith(".json") else name
-        if name != POINTER and version not in keep and not name.startswith("."):
+        pointer = name in (POINTER, CORPUS_POINTER)
+        if not pointer and version not in keep and not name.startswith("."):
             storage.fs.rm(d["name"], recursive=d.get("type") == "directory")
-
-
-def read_mixture(where: Storage | str, preview: str | None = None) -> pl.DataFrame:
-    """The selected corpus in force under a storage root (a Storage, a local folder or an
-    s3:// URL), as one table; or the preview of that version."""
-    storage = where if isinstance(where, Storage) else Storage(str(where))
-    folder = PREVIEWS if preview else FOLDER
-    found = read_json(storage, PREVIEWS, f"{preview}.json") if preview else _read_pointer(storage)
-    if found is None:
-        raise FileNotFoundError(f"no selected_mixture under {storage.url(folder)} yet")
-    files = found["facts"]["files"]
-    if not files:
-        return pl.DataFrame()
-    return pl.concat([storage.read_parquet(folder, f) for f in files], how="diagonal_relaxed")
 
 
 @dataclass(frozen=True)
@@ -520,32 +482,29 @@ class MixtureCheck:
     rows: int
 
 
-def check_mixture(storage: Storage, facts: dict) -> MixtureCheck:
-    """Re-read the written mixture and the score tables: the budget holds per target, and every
-    row points to a scored document with its text."""
-    if not facts["files"]:
-        return MixtureCheck({}, 0, 0)
-    mix = read_mixture(storage)
-    used = dict(mix.group_by("target").agg(pl.col("tokens").sum()).iter_rows())
-    over = {
+def check_budget(storage: Storage, facts: dict) -> dict:
+    """Targets whose chosen tokens, re-read from the manifest, exceed their budget."""
+    if not facts["manifest"]:
+        return {}
+    chosen = read_manifest(storage)
+    used = dict(chosen.group_by("target").agg(pl.col("tokens").sum()).iter_rows())
+    return {
         t: {"tokens": int(used.get(t, 0)), "budget": f["budget"]}
         for t, f in facts["targets"].items()
         if used.get(t, 0) > f["budget"]
     }
+
+
+def check_mixture(storage: Storage, facts: dict) -> MixtureCheck:
+    """Re-read the corpus in force and the score tables: the budget holds per target, and
+    every row points to a scored document with its text."""
+    over = check_budget(storage, facts)
+    if not facts["files"]:
+        return MixtureCheck(over, 0, 0)
+    mix = read_mixture(storage)
     bad_rows = 0
     for shard in mix["shard"].unique().to_list():
         ids = set(storage.read_parquet(*table(SHARD_SCORES, shard))["id"].to_list())
         part = mix.filter(pl.col("shard") == shard)
         bad_rows += sum(1 for i, t in zip(part["id"], part["text"]) if i not in ids or not t)
     return MixtureCheck(over, bad_rows, mix.height)
-
-
-def mixture_digest(storage: Storage, preview: str | None = None) -> str:
-    """sha256 over the current mixture's files (or a preview's): equal across byte-identical
-    reruns."""
-    folder = PREVIEWS if preview else FOLDER
-    pointer = read_json(storage, PREVIEWS, f"{preview}.json") if preview else _read_pointer(storage)
-    h = hashlib.sha256()
-    for f in (pointer or {}).get("facts", {}).get("files", []):
-        h.update(storage.read_bytes(folder, f))
-    return h.hexdigest()

@@ -10,8 +10,8 @@ import polars as pl
 
 from nag_assets.nag.explain import Explanation, explain
 from nag_assets.pipeline.common import nags_of
+from nag_assets.pipeline.corpus import CORPUS_POINTER
 from nag_assets.pipeline.layout import (
-    MIXTURE_POINTER,
     MIXTURE_VERSIONS,
     SHARD_NAG,
     NagFooter,
@@ -79,10 +79,11 @@ def _candidates(storage: Storage, top: int, edge: int) -> tuple[pl.DataFrame, di
 
 
 def _pointer_files(storage: Storage) -> list[str]:
-    pointer = read_json(storage, MIXTURE_VERSIONS, MIXTURE_POINTER)
+    """The parts of the corpus in force (its text is what the picks show)."""
+    pointer = read_json(storage, MIXTURE_VERSIONS, CORPUS_POINTER)
     if pointer is None:
-        raise FileNotFoundError(f"no selected_mixture under {storage.url(MIXTURE_VERSIONS)} yet")
-    return pointer["facts"]["files"]
+        raise FileNotFoundError(f"no corpus under {storage.url(MIXTURE_VERSIONS)} yet")
+    return pointer["files"]
 
 
 def _pick(row: dict, title: str | None) -> Pick:

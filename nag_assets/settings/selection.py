@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
 from pydantic import field_validator, model_validator
@@ -10,6 +11,8 @@ from nag_assets.nag.select import check_fraction, check_weights
 from nag_assets.rankers import registry
 from nag_assets.rankers.registry import DEFAULT
 from nag_assets.settings import Section, setting
+
+CRON = re.compile(r"^[\d*/,\-A-Za-z]+( [\d*/,\-A-Za-z]+){4}$")
 
 
 class MixtureSettings(Section):
@@ -60,6 +63,30 @@ class MixtureSettings(Section):
     quality_direction: Literal["higher", "lower"] = setting(
         "higher", "Which quality values are better.", env="NAG_QUALITY_DIRECTION"
     )
+
+    corpus: str = setting(
+        "eager",
+        "When the corpus (the chosen documents' text) is written after the selection changes: "
+        "eager (right after) | on_demand (only when mixture_corpus is materialized) | a cron "
+        "schedule, e.g. '0 * * * *' (for pools whose shards keep arriving: the copy then runs "
+        "at most once an hour, never once per shard).",
+        env="NAG_CORPUS",
+    )
+    corpus_workers: int | None = setting(
+        None,
+        "Shards copied at once by the local executor (unset: the machine's cores, at most 8); "
+        "with executor ray, one Ray task per shard.",
+        env="NAG_CORPUS_WORKERS",
+        ge=1,
+    )
+
+    @field_validator("corpus")
+    @classmethod
+    def _cadence(cls, cadence: str) -> str:
+        fields = cadence.split()
+        if cadence in ("eager", "on_demand") or (len(fields) == 5 and CRON.match(cadence)):
+            return cadence
+        raise ValueError(f"corpus {cadence!r} must be eager, on_demand or a 5-field cron")
 
     @field_validator("fraction")
     @classmethod

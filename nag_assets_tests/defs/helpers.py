@@ -17,7 +17,6 @@ from nag_assets.definitions import build_defs
 from nag_assets.defs.driver import automation_ticks, sensor_tick
 from nag_assets.defs.resources import BackboneResource, StorageResource
 from nag_assets.sources.wiki import write_shards
-from nag_assets.storage import Storage
 
 TOP_K = 4
 FRACTION = 0.2

@@ -22,6 +22,7 @@ ASSETS = [
     "shard_nag",
     "shard_scores",
     "selected_mixture",
+    "mixture_corpus",
     "mixture_preview",
     "selection_checks",
 ]

@@ -97,7 +97,7 @@ def test_asset_checks_pass(graph: Graph) -> None:
     checks = graph.check_evaluations()
     assert checks[("target_nag", "profile_layers_sum_to_one")] == [True] * len(TARGETS)
     assert checks[("selected_mixture", "budget_holds")] == [True]
-    assert checks[("selected_mixture", "rows_point_to_documents")] == [True]
+    assert checks[("mixture_corpus", "rows_point_to_documents")] == [True]
 
 
 def test_target_nag_metadata(graph: Graph) -> None:

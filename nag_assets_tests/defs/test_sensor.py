@@ -174,7 +174,7 @@ def test_removed_shard_leaves_the_partitions_and_the_mixture(
     assert set(after["shard"].to_list()) <= set(kept)
     assert pairs(after) == expected_selection(read_scores(g.root, kept), ["arc_easy"])
     assert g.check_evaluations(sensor_runs + auto_runs)[
-        ("selected_mixture", "rows_point_to_documents")
+        ("mixture_corpus", "rows_point_to_documents")
     ] == [True]
 
 

@@ -26,6 +26,7 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ASSETS = {
     "candidate_shard",
+    "mixture_corpus",
     "mixture_preview",
     "selected_mixture",
     "selection_checks",

@@ -128,7 +128,7 @@ def test_selection_on_s3_is_byte_identical_to_local(
     for folder in ("targets", "shards"):
         shutil.copytree(local_inputs / folder, local / folder)
     assert mixture_digest(graph.storage) == plain_run(Storage(str(local)), tiny_model_dir)
-    assert graph.check_evaluations()[("selected_mixture", "rows_point_to_documents")] == [True]
+    assert graph.check_evaluations()[("mixture_corpus", "rows_point_to_documents")] == [True]
 
 
 def _requested(result: dg.SensorResult) -> list[tuple[str, str | None]]:
