@@ -176,3 +176,26 @@ def test_a_second_selection_over_the_pool_extracts_none_of_it(
     fresh.step()
     a, b = (read_mixture(g.storage).sort(["target", "id"]) for g in (second, fresh))
     assert a.drop("shard").equals(b.drop("shard")) and a["shard"].equals(b["shard"])
+
+
+@pytest.mark.parametrize("cadence", ["on_demand", "0 3 * * *"])
+def test_the_corpus_copy_follows_its_cadence_not_each_shard(
+    tmp_path: Path, wiki_pool: pl.DataFrame, tiny_model_dir: Path, cadence: str
+) -> None:
+    root = tmp_path / "root"
+    (root / "shards").mkdir(parents=True)
+    wiki_pool.head(30).select("id", "text").write_parquet(root / "shards" / "s0.parquet")
+    _targets(root / "targets_tmp", "water").rename(root / "targets")
+    selection = NagSelection(name="", mixture={"fraction": 0.2, "corpus": cadence})
+    g = Graph(root, tiny_model_dir, dg.DagsterInstance.ephemeral(), selection)
+    g.step()
+    manifest = _facts(g)
+    assert not (root / "selected_mixture").exists()  # the copy waits for its cadence
+    g.materialize("mixture_corpus")
+    meta = g.latest_metadata("mixture_corpus")
+    assert meta["manifest_version"] == g.latest_metadata("selected_mixture")["version"]
+    wiki_pool.slice(30, 30).select("id", "text").write_parquet(root / "shards" / "s1.parquet")
+    _, auto_runs = g.step()  # a new shard: the selection follows at once, the copy does not
+    assert _facts(g) != manifest and sorted(_facts(g)["shards"]) == ["s0", "s1"]
+    assert ["mixture_corpus"] not in [r["assets"] for r in auto_runs]
+    assert set(read_mixture(g.storage)["shard"]) == {"s0"}  # the corpus in force, behind
