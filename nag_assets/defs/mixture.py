@@ -16,7 +16,7 @@ from nag_assets.settings import MixtureSettings
 
 SELECTED_MIXTURE_DOC = """The selection: per target, the best-scoring documents that fit its share
 of the token budget, as a manifest computed from the score tables alone (id, target, score,
-shard, tokens per chosen document: `mixture_versions/<version>/manifest/`, named by
+shard, tokens per chosen document: `mixture_versions/<version>.manifest/`, named by
 `mixture_versions/CURRENT.json`). Its cost grows with the number of documents, not their text;
 `mixture_corpus` then writes the chosen documents' text (`selected_mixture/`).
 

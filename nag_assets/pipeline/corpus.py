@@ -2,7 +2,7 @@
 the selection's manifest, apart from choosing them.
 
 The selection (`selected_mixture`) is a manifest computed from the score tables alone:
-`mixture_versions/<version>/manifest/<shard>.parquet` (id, target, score, shard, tokens,
+`mixture_versions/<version>.manifest/<shard>.parquet` (id, target, score, shard, tokens,
 ranker, row) and `mixture_versions/CURRENT.json`. The corpus is written from it shard by shard
 (`write_corpus`, in parallel by the executor's map): each part is cached by the shard's content
 and its manifest (`corpus_parts/`), so a shard whose chosen rows did not change is linked, not
@@ -46,7 +46,8 @@ Map = Callable[[Callable[[str], Any], list[str]], Iterable[Any]]
 
 
 def manifest_file(version: str, shard: str) -> str:
-    return f"{version}/manifest/{shard}.parquet"
+    """Beside the version's folder, never in it: the corpus folder holds its parts alone."""
+    return f"{version}.manifest/{shard}.parquet"
 
 
 def part_file(version: str, shard: str) -> str:

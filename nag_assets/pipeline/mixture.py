@@ -465,7 +465,7 @@ def _drop_old(storage: Storage, folder: str, keep: set) -> None:
         return
     for d in storage.fs.ls(base, detail=True):
         name = d["name"].rstrip("/").rsplit("/", 1)[-1]
-        version = name[: -len(".json")] if name.endswith(".json") else name
+        version = name.removesuffix(".json").removesuffix(".manifest")
         pointer = name in (POINTER, CORPUS_POINTER)
         if not pointer and version not in keep and not name.startswith("."):
             storage.fs.rm(d["name"], recursive=d.get("type") == "directory")
