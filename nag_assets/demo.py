@@ -22,16 +22,13 @@ import polars as pl
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 DEMO_TARGETS = ("hellaswag", "arc_easy")
-# One backbone step at a time (the `backbone` pool): right for one GPU or a small CPU box.
-DAGSTER_YAML = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(CHECKOUT / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    from nag_assets.cli import dagster_home
+
+    home = dagster_home(CHECKOUT / ".dagster_home")
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("NAG_ASSETS_ROOT", str(CHECKOUT / "demo_root"))
