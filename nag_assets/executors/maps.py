@@ -39,9 +39,9 @@ def _ray_map(settings: ExecutorSettings) -> Map:
     from nag_assets.executors.ray import connect
 
     connect(settings.address())
-    task = ray.remote(num_cpus=settings.cpus_per_actor or 1, max_retries=settings.max_retries)(
-        _call
-    )
+    # No CPU reserved: the backbone actors may hold every CPU of the cluster, and a copy task
+    # that waits for one would wait forever. The copy is mostly I/O and (de)compression.
+    task = ray.remote(num_cpus=0, max_retries=settings.max_retries)(_call)
 
     def run(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return ray.get([task.remote(fn, item) for item in items])
