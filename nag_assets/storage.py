@@ -153,9 +153,11 @@ class Storage:
         """The NAG store: NAG tables by content and settings, shared by every selection that
         names it (default `<root>/nag_store`)."""
         if "_nags" not in self._inputs:
-            url = self.nag_store or self.url("nag_store")
+            given = self.sources.get("nag_store") or Source(self.nag_store or "")
+            url = given.url or self.url("nag_store")
             same_fs = url.split("://")[0] == self.root.split("://")[0]
-            self._inputs["_nags"] = Storage(url, self.options if same_fs else {})
+            options = given.options or (self.options if same_fs else {})
+            self._inputs["_nags"] = Storage(url, options)
         return self._inputs["_nags"]
 
     def list_inputs(self) -> list[FileInfo]:

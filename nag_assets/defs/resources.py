@@ -26,7 +26,7 @@ from nag_assets.settings import is_deployment as _is_deployment
 from nag_assets.storage import Source, Storage, digest
 
 
-def fields_of(block: type[Section], prefix: str = "", rename: dict | None = None) -> dict:
+def fields_of(block: type[Section], rename: dict | None = None) -> dict:
     """A block's settings as resource fields: the same names (or `rename`d), types, defaults
     and descriptions; per-deployment ones as plain strings, which may be dg.EnvVar."""
     out: dict[str, Any] = {}
@@ -37,7 +37,7 @@ def fields_of(block: type[Section], prefix: str = "", rename: dict | None = None
             annotation = (str | None) if optional else str
         field = info._copy()
         field.json_schema_extra = None
-        out[(rename or {}).get(name, prefix + name)] = (annotation, field)
+        out[(rename or {}).get(name, name)] = (annotation, field)
     return out
 
 
@@ -85,8 +85,8 @@ class StorageResource(_StorageFields):  # type: ignore[misc,valid-type]
             sources={
                 "shards": Source(self.pool, tuple(self.pool_include), self.options(self.pool)),
                 "targets": Source(self.targets, (), self.options(self.targets)),
+                "nag_store": Source(self.nag_store or "", (), self.options(self.nag_store)),
             },
-            nag_store=self.nag_store,
         )
 
     def options(self, url: str | None) -> dict:
