@@ -48,13 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("command", choices=["materialize"])
     p.add_argument("--spec", help="the selection spec (default: NAG_SPEC)")
     args = p.parse_args(argv)
-    if args.spec:
-        os.environ["NAG_SPEC"] = args.spec
     home = dagster_home(Path.cwd() / ".dagster_home")
     warnings.filterwarnings("ignore")
     from nag_assets.definitions import build_defs, this_repository
 
-    selection = this_repository()
+    selection = this_repository(args.spec)
     start = time.monotonic()
     runs = materialize(build_defs(selection=selection))
     took = time.monotonic() - start
