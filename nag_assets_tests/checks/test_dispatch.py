@@ -18,11 +18,15 @@ def test_command_line_defaults_are_the_dispatch_defaults() -> None:
 
 
 def test_launchpad_defaults_are_the_dispatch_defaults() -> None:
-    from nag_assets.defs.checks import ChecksConfig
+    from nag_assets.defs.checks import checks_asset
+    from nag_assets.defs.spec import SelectionSpec
+    from nag_assets.settings import ChecksSettings
 
-    config = ChecksConfig()
+    config = ChecksSettings()  # the spec's defaults, which the launchpad shows
+    fields = checks_asset(SelectionSpec()).op.config_schema.config_type.fields
+    assert {n: f.default_value for n, f in fields.items()} == config.model_dump()
     for field in dataclasses.fields(CheckOptions):
-        if field.name in ChecksConfig.model_fields:
+        if field.name in ChecksSettings.model_fields:
             value = getattr(config, field.name)
             expected = getattr(DEFAULTS, field.name)
             assert (tuple(value) if isinstance(value, list) else value) == expected, field.name
