@@ -96,6 +96,7 @@ def qwen3_shaped(folder: Path) -> str:
 
 def _shard(store: Storage, key: str, backbone, settings: NagSettings, extractor=None) -> int:
     store.delete("assets/shard_nag", f"{key}.parquet")  # never a skip: always the work
+    store.nags().delete("shard_nag")  # nor a copy from the NAG store
     step = steps.shard_nag(store, key, backbone, settings, None, extractor)
     return step.facts["nag_tokens"]
 

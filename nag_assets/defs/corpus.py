@@ -64,8 +64,9 @@ def _mixture_corpus(context: dg.AssetExecutionContext, spec: SelectionSpec) -> d
     workers = spec.settings.mixture.corpus_workers
     step = steps.write_corpus(store, map_fn=executor_map(executor, workers))
     context.log.info(f"mixture_corpus: {step.facts}")
-    facts = read_json(store, steps.FOLDER, steps.POINTER)["facts"]
-    found = steps.check_mixture(store, facts)
+    found = steps.check_mixture(
+        store, (read_json(store, steps.FOLDER, steps.POINTER) or {})["facts"]
+    )
     meta = {
         "manifest_version": step.version,
         "parts": step.facts["parts"],

@@ -225,12 +225,14 @@ def test_sensor_and_automation_make_the_mixture(first: Phase, deployment) -> Non
 def test_a_new_shard_runs_only_its_own_partitions(fourth: Phase) -> None:
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in fourth.new_runs)
     assert made(fourth.new_runs) == [
+        ("mixture_corpus", None),  # eager: right after the selection (a cron would batch it)
         ("selected_mixture", None),
         ("shard_nag", FOURTH),
         ("shard_scores", FOURTH),
     ]
     order = {r.materialized[0][0]: r.created for r in fourth.new_runs if r.materialized}
     assert order["shard_nag"] < order["shard_scores"] < order["selected_mixture"]
+    assert order["selected_mixture"] < order["mixture_corpus"]
     print(f"\nphase 2: {fourth.seconds:.0f}s, {len(fourth.new_runs)} runs")
 
 
@@ -261,6 +263,7 @@ def test_killed_shard_run_is_retried_once_and_nothing_is_doubled(
     assert killed.tags["dagster/auto_retry_run_id"] == retries[0].run_id
     # Each new partition materialized once; nothing else re-ran.
     assert made(phase.new_runs) == [
+        ("mixture_corpus", None),
         ("selected_mixture", None),
         ("shard_nag", SLOW_SHARD),
         ("shard_scores", SLOW_SHARD),

@@ -107,17 +107,22 @@ def test_the_good_ones_reach_the_mixture_which_lists_what_it_left_out(graph: Gra
     assert mixture_runs and all(r["success"] for r in mixture_runs)
 
 
-def test_budget_fraction_outside_zero_one_fails_the_mixture_run(graph: Graph) -> None:
+def test_budget_fraction_outside_zero_one_fails_the_preview_run(graph: Graph) -> None:
+    """The spec refuses it when the definitions load (tests/test_settings.py); a preview asked
+    for with it fails its run, naming the setting, and the selection in force stays."""
+    before = graph.storage.read_bytes("mixture_versions/CURRENT.json")
     result = dg.materialize(
         assets=list(graph.defs.assets or []),
-        selection=[dg.AssetKey("selected_mixture")],
+        selection=[dg.AssetKey("mixture_preview")],
         instance=graph.instance,
         resources=graph.defs.resources,
-        run_config={"ops": {"selected_mixture": {"config": {"fraction": 1.5}}}},
+        run_config={"ops": {"mixture_preview": {"config": {"fraction": 1.5}}}},
         raise_on_error=False,
     )
     assert not result.success
-    assert "budget fraction 1.5 must be in (0, 1]" in failure_text(graph.instance, result.run_id)
+    failure = failure_text(graph.instance, result.run_id)
+    assert "mixture.fraction: budget fraction 1.5 must be in (0, 1]" in failure
+    assert graph.storage.read_bytes("mixture_versions/CURRENT.json") == before
 
 
 def test_no_targets_and_no_shards_the_mixture_says_so(tmp_path: Path, tiny_model_dir) -> None:

@@ -184,8 +184,11 @@ def test_pool_sensor_on_s3(graph: StorageGraph, s3: S3, local_inputs: Path) -> N
     assert pointer["version"] != old_version
     assert set(read_mixture(graph.storage)["shard"]) <= {"wiki-000", "wiki-001"}
     # left in the bucket: the version the pointer names and the one before it, not older
-    versions = {k.split("/")[1] for k in s3.keys(bucket, PREFIX) if k.startswith(f"{FOLDER}/")}
-    assert versions == {POINTER, middle, pointer["version"]} and old_version not in versions
+    names = {k.split("/")[1] for k in s3.keys(bucket, PREFIX) if k.startswith(f"{FOLDER}/")}
+    assert {POINTER, "CORPUS.json"} <= names  # the selection and the corpus in force
+    versions = {n.removesuffix(".json").removesuffix(".manifest") for n in names}
+    versions -= {"CURRENT", "CORPUS"}  # each version: its parts, manifest and facts
+    assert versions == {middle, pointer["version"]} and old_version not in versions
 
 
 def test_object_replaced_while_read_is_read_again_whole(

@@ -30,6 +30,7 @@ ASSETS = (
     "shard_nag",
     "shard_scores",
     "selected_mixture",
+    "mixture_corpus",
 )
 KINDS = ("PyTorch", "Hugging Face", "Parquet", "NumPy", "Polars", "File")
 SHARD_KEYS = [f"wiki-{i:03d}" for i in range(SHARDS)]
@@ -42,7 +43,7 @@ cm.focus(); cm.setCursor({line: line, ch: cm.getLine(line).length});"""
 LAUNCH_BUTTON = "//*[@role='dialog']//button[normalize-space(.)='Materialize']"
 # What the launchpad run asks for instead of the defaults.
 LAUNCH_CONFIG = """ops:
-  selected_mixture:
+  mixture_preview:
     config:
       fraction: 0.3
       weights: {arc_easy: 2.0}
@@ -154,11 +155,11 @@ def test_run_page_shows_extraction_progress(
 def test_materialize_from_the_launchpad(
     ui: DagsterUI, site: Site, browser, artifacts: Path
 ) -> None:
-    """Open the launchpad, check the config defaults, change them, launch; the run succeeds
-    and the new selection used the new settings."""
+    """Open the preview's launchpad, check the config defaults (the spec's), change them,
+    launch; the run succeeds, the preview used the new settings and says how they differ."""
     browser.set_window_size(1400, 1000)
-    browser.get(f"{ui.url}/assets/selected_mixture")
-    wait_text(browser, "per_target")
+    browser.get(f"{ui.url}/assets/mixture_preview")
+    wait_text(browser, "mixture_preview", "Materialize")
     _open_launchpad(browser)
     defaults = wait_for("the launchpad's config", lambda: browser.execute_script(GET_CONFIG))
     for line in ("fraction: 0.2", "dedup: false", "weights: {}"):
@@ -168,7 +169,7 @@ def test_materialize_from_the_launchpad(
     )
     wait_for("the config to validate", lambda: _enabled(browser, LAUNCH_BUTTON))
     browser.execute_script(SET_CURSOR, "fraction:")  # the help pane shows the descriptions
-    wait_text(browser, "Token budget: this share of all pool tokens", "Per-target weight")
+    wait_text(browser, "Token budget: this share of all pool tokens", "Per-target share")
     time.sleep(0.5)
     browser.save_screenshot(str(artifacts / "launchpad.png"))
     with _instance(site) as instance:
@@ -179,17 +180,17 @@ def test_materialize_from_the_launchpad(
             "the run to finish", lambda: _finished(instance, run.run_id), timeout=180, every=2
         )
         assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id}: {run.status}"
-        assert run.asset_selection == {dg.AssetKey("selected_mixture")}
-        record = instance.fetch_materializations(dg.AssetKey("selected_mixture"), limit=1)
+        assert run.asset_selection == {dg.AssetKey("mixture_preview")}
+        record = instance.fetch_materializations(dg.AssetKey("mixture_preview"), limit=1)
         meta = record.records[0].asset_materialization.metadata
-        assert meta["settings"].value == {
-            "fraction": 0.3,
-            "weights": {"arc_easy": 2.0},
-            "dedup": True,
+        assert meta["differs_from_spec"].value == {
+            "fraction": [0.2, 0.3],
+            "weights": [{}, {"arc_easy": 2.0}],
+            "dedup": [False, True],
         }
         assert meta["skipped_unchanged"].value is False
     browser.get(f"{ui.url}/runs/{run.run_id}")
-    wait_text(browser, "Success", "selected_mixture")
+    wait_text(browser, "Success", "mixture_preview")
     time.sleep(1)
     browser.save_screenshot(str(artifacts / "launched_run.png"))
     assert "RUN_FAILURE" not in page_text(browser)
@@ -209,7 +210,7 @@ def test_launchpad_offers_backbone_settings(ui: DagsterUI, browser, artifacts: P
     for line in ("executor: local", "actors: 0", "cpus_per_actor: 1", "max_retries: 3"):
         assert line in config, config
     browser.execute_script(SET_CURSOR, "top_k:")
-    wait_text(browser, "neurons kept per layer", "texts per forward pass")
+    wait_text(browser, "Neurons kept per layer", "Texts per forward pass")
     browser.save_screenshot(str(artifacts / "launchpad_backbone.png"))
 
 
