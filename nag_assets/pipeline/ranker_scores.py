@@ -192,11 +192,16 @@ class _Inputs:
             self._embedder = rankers.load_embedder()
         return self._embedder
 
-    def cached(self, shard: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """A per-shard array, kept per (ranker settings, shard file content)."""
-        settings = self.ranker.version_inputs(Options(self.seed, self.embedder().name))
+    def cached(
+        self, shard: str, compute: Callable[[], np.ndarray], owner: str | None = None
+    ) -> np.ndarray:
+        """A per-shard array, kept per (ranker settings, shard file content), in the cache of
+        `owner` (a ranker's name; default the running one), so a ranker that reuses another's
+        work (hybrid: embedding's) shares its cache."""
+        ranker = rankers.get(owner) if owner else self.ranker
+        settings = ranker.version_inputs(Options(self.seed, self.embedder().name))
         name = f"{shard}.{digest(*settings, self.scored[shard].sha256)}.npy"
-        folder = f"{RANKER_SCORES}/{self.ranker.name}/_docs"
+        folder = f"{RANKER_SCORES}/{ranker.name}/_docs"
         try:
             return self.storage.read_npy(folder, name)
         except FileNotFoundError:
