@@ -16,7 +16,7 @@ from nag_assets.pipeline import mixture as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
 from nag_assets.pipeline.picks import picks_markdown, target_picks
-from nag_assets.rankers import DEFAULT, names
+from nag_assets.rankers import DEFAULT, DEFAULT_HYBRID_WEIGHT, names
 
 RankerName = Literal[names()]  # every ranker of the registry, as a choice in the launchpad
 
@@ -60,6 +60,10 @@ class MixtureConfig(dg.Config):
         default=0.1,
         description="nag_distilled only: the share of the pool (drawn by a hash of shard and "
         "id) whose NAG scores its scorer learns from, in (0, 1].",
+    )
+    hybrid_weight: float = Field(
+        default=DEFAULT_HYBRID_WEIGHT,
+        description="hybrid only: the embedding score's share beside NAG's, in [0, 1].",
     )
     quality_column: str | None = Field(
         default=None,
@@ -145,6 +149,7 @@ def _selected_mixture(
         config.quality_column or None,
         config.quality_weight,
         config.quality_direction,
+        config.hybrid_weight,
     )
     step = steps.selected_mixture(store, shards, targets, settings, backbone=backbone.load)
     facts = step.facts

@@ -69,6 +69,7 @@ class MixtureSettings:
     quality_column: str | None = None
     quality_weight: float = 0.5
     quality_direction: str = "higher"
+    hybrid_weight: float = registry.DEFAULT_HYBRID_WEIGHT  # hybrid: the embedding's share
 
     def __post_init__(self) -> None:
         registry.get(self.ranker)
@@ -77,6 +78,8 @@ class MixtureSettings:
             check_fraction(self.fraction)
             check_weights(self.weights)
             check_blend(self.quality_weight, self.quality_direction)
+            if not 0.0 <= self.hybrid_weight <= 1.0:
+                raise ValueError(f"hybrid_weight {self.hybrid_weight} must be in [0, 1]")
         except ValueError as e:
             raise InputError(str(e)) from e
 
@@ -204,7 +207,7 @@ def _ranked(storage, settings, usable, targets, embedder, backbone) -> dict[str,
     same documents, ids and tokens as shard_scores; the ranker's own scores)."""
     tables = ranker_scores.ranker_scores(
         storage, settings.ranker, usable, targets, settings.seed, embedder, backbone,
-        settings.sample_fraction,
+        settings.sample_fraction, settings.hybrid_weight,
     )  # fmt: skip
     return {s: (t.version, usable[s].sha256) for s, t in tables.items()}
 

@@ -85,17 +85,19 @@ def ranker_scores(
     embedder: rankers.Embedder | None = None,
     backbone: Callable[[], Backbone] | None = None,
     sample_fraction: float = 0.1,
+    hybrid_weight: float = rankers.registry.DEFAULT_HYBRID_WEIGHT,
 ) -> dict[str, ShardScoresFooter | RankerScoresFooter | None]:
     """Write (or reuse) the ranker's score table of every shard in `scored` (shard -> its
     shard_scores footer, as `scored_shards` returns) and return shard -> table footer.
     `backbone`: loads the backbone that made the NAGs, for a ranker that needs its tokenizer
-    (nag_distilled); `sample_fraction`: nag_distilled's sample."""
+    (nag_distilled); `sample_fraction`: nag_distilled's sample; `hybrid_weight`: the hybrid's
+    share of the embedding score."""
     ranker = rankers.get(name)
     if not ranker.stored:
         return scored
     folder = score_folder(name)
     keys = sorted(scored)
-    options = Options(seed, embedder.name if embedder else None, sample_fraction)
+    options = Options(seed, embedder.name if embedder else None, sample_fraction, hybrid_weight)
     datasets = sorted((t, target_texts(storage, t)[1]) for t in targets)
     settings: list = [name, CODE_VERSION, datasets, *ranker.version_inputs(options)]
     if ranker.whole_pool:  # a model of the whole pool: any shard changes all

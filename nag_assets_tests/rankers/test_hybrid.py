@@ -16,7 +16,7 @@ import pytest
 
 from nag_assets.nag import build_profile, score_many
 from nag_assets.nag.layers import restrict_profile
-from nag_assets.pipeline import ranker_scores, shards, targets
+from nag_assets.pipeline import mixture, ranker_scores, shards, targets
 from nag_assets.pipeline.common import NagSettings
 from nag_assets.pipeline.layout import SHARD_SCORES, RankerScoresFooter
 from nag_assets.pipeline.mixture import scored_shards
@@ -224,3 +224,22 @@ def test_a_new_shard_scores_only_itself(store: Storage) -> None:
     s2_texts = set(_texts(store, "s2"))
     encoded = {x for call in embedder.calls for x in call}
     assert encoded - _target_texts() == s2_texts  # only the new shard's documents
+
+
+def test_the_weight_setting_reaches_the_scores_and_their_version(store: Storage) -> None:
+    embedder = CountingEmbedder()
+    scored = scored_shards(store, ["s0", "s1"], TARGETS)[0]
+    run = ranker_scores.ranker_scores
+    default = run(store, "hybrid", scored, TARGETS, embedder=embedder.embedder)["s0"]
+    nag_only = run(store, "hybrid", scored, TARGETS, embedder=embedder.embedder, hybrid_weight=0.0)
+    assert nag_only["s0"].version != default.version  # a new weight rescores
+    got = _table(store, "s0")
+    nag = store.read_parquet(SHARD_SCORES, "s0.parquet")
+    for t in TARGETS:  # weight 0: NAG's own order (a higher NAG score never scores lower)
+        a, b = nag[t].to_numpy(), got[t].to_numpy()
+        assert ((a[:, None] > a[None, :]) <= (b[:, None] >= b[None, :])).all()
+        assert len(set(b)) > 1
+    with pytest.raises(InputError, match="hybrid_weight"):
+        run(store, "hybrid", scored, TARGETS, embedder=embedder.embedder, hybrid_weight=-0.1)
+    with pytest.raises(InputError, match="hybrid_weight"):
+        mixture.MixtureSettings(ranker="hybrid", hybrid_weight=1.5)
