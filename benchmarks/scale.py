@@ -452,7 +452,10 @@ def extrapolate(points: list[dict], n: int) -> dict:
         slope = (big[key] - small[key]) / span
         return round(big[key] + slope * (n - big["rows"]), 1)
 
-    return {"linear": {k: line(k) for k in ("seconds", "peak_rss_mb")}, "proportional": proportional}
+    return {
+        "linear": {k: line(k) for k in ("seconds", "peak_rss_mb")},
+        "proportional": proportional,
+    }
 
 
 def manifest_scale(args) -> dict:

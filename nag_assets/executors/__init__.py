@@ -42,6 +42,6 @@ def extraction(
         return load(), None
     from nag_assets.executors.ray import RayExtractor
 
-    extractor = RayExtractor(settings, spec)
+    extractor = RayExtractor(settings, spec, settings.restart_wait_s)
     extractor.prepare(storage, nag_settings)
     return extractor.backbone(), extractor

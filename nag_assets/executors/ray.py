@@ -258,9 +258,10 @@ class RayExtractor:
 
     def backbone(self) -> BackboneInfo:
         """The backbone as the actors loaded it (waits for the first to be up)."""
-        infos = {s.info[0] for s in self._join(JOIN_GRACE_S)}
+        infos = {s.info[0] for s in self._join(JOIN_GRACE_S) if s.info is not None}
         if len(infos) != 1:
-            raise ExecutorError(f"the Ray actors loaded different backbones: {sorted(infos)}")
+            names = sorted(map(str, infos))
+            raise ExecutorError(f"the Ray actors loaded different backbones: {names}")
         return infos.pop()
 
     def prepare(self, storage: Storage, settings: NagSettings) -> None:
@@ -365,7 +366,7 @@ class RayExtractor:
                 "restarts them no more; nothing was written for this file, the others are "
                 "not affected"
             )
-        waited = time.monotonic() - max(s.lost_at for s in live)
+        waited = time.monotonic() - max(s.lost_at or 0.0 for s in live)
         if waited >= self.restart_wait_s:
             self._check_cluster(None, chunk)
             raise ExecutorError(
@@ -409,7 +410,7 @@ class RayExtractor:
         """The plan's chunks over the actors up, least busy first, yielded in chunk order."""
         import ray
 
-        shard = _Shard(self, plan.chunks, ray.put(job))
+        shard = _Shard(self, list(plan.chunks), ray.put(job))
         texts = tokens = 0
         try:
             for result in shard.results():

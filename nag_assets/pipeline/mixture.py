@@ -229,7 +229,7 @@ def _ranked(storage, settings, usable, targets, embedder, backbone) -> dict[str,
     same documents, ids and tokens as shard_scores; the ranker's own scores)."""
     tables = ranker_scores.ranker_scores(
         storage, settings.ranker, usable, targets, settings.seed, embedder, backbone,
-        settings.sample_fraction,
+        settings.sample_fraction, settings.hybrid_weight,
     )  # fmt: skip
     return {s: (t.version, usable[s].sha256) for s, t in tables.items()}
 

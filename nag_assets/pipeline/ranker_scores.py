@@ -85,11 +85,13 @@ def ranker_scores(
     embedder: rankers.Embedder | None = None,
     backbone: Callable[[], Backbone] | None = None,
     sample_fraction: float = 0.1,
+    hybrid_weight: float = rankers.registry.DEFAULT_HYBRID_WEIGHT,
 ) -> Mapping[str, ShardScoresFooter | RankerScoresFooter]:
     """Write (or reuse) the ranker's score table of every shard in `scored` (shard -> its
     shard_scores footer, as `scored_shards` returns) and return shard -> table footer.
     `backbone`: loads the backbone that made the NAGs, for a ranker that needs its tokenizer
-    (nag_distilled); `sample_fraction`: nag_distilled's sample."""
+    (nag_distilled); `sample_fraction`: nag_distilled's sample; `hybrid_weight`: the hybrid's
+    share of the embedding score."""
     ranker = rankers.get(name)
     if not ranker.stored:
         return scored
@@ -98,7 +100,7 @@ def ranker_scores(
         raise ValueError(f"ranker {name!r} keeps score tables but has no score function")
     folder = score_folder(name)
     keys = sorted(scored)
-    options = Options(seed, embedder.name if embedder else None, sample_fraction)
+    options = Options(seed, embedder.name if embedder else None, sample_fraction, hybrid_weight)
     datasets = sorted((t, target_texts(storage, t)[1]) for t in targets)
     settings: list = [name, CODE_VERSION, datasets, *ranker.version_inputs(options)]
     if ranker.whole_pool:  # a model of the whole pool: any shard changes all
@@ -195,11 +197,16 @@ class _Inputs:
             self._embedder = rankers.load_embedder()
         return self._embedder
 
-    def cached(self, shard: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """A per-shard array, kept per (ranker settings, shard file content)."""
-        settings = self.ranker.version_inputs(Options(self.seed, self.embedder().name))
+    def cached(
+        self, shard: str, compute: Callable[[], np.ndarray], owner: str | None = None
+    ) -> np.ndarray:
+        """A per-shard array, kept per (ranker settings, shard file content), in the cache of
+        `owner` (a ranker's name; default the running one), so a ranker that reuses another's
+        work (hybrid: embedding's) shares its cache."""
+        ranker = rankers.get(owner) if owner else self.ranker
+        settings = ranker.version_inputs(Options(self.seed, self.embedder().name))
         name = f"{shard}.{digest(*settings, self.scored[shard].sha256)}.npy"
-        folder = f"{RANKER_SCORES}/{self.ranker.name}/_docs"
+        folder = f"{RANKER_SCORES}/{ranker.name}/_docs"
         try:
             return self.storage.read_npy(folder, name)
         except FileNotFoundError:

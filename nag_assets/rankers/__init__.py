@@ -18,6 +18,8 @@ with. (The *impact baseline* of normalized impact is another thing: `pipeline.im
   log p_target - log p_raw. Ranked here by its per-n-gram mean (so long documents are not
   favoured under a token budget), squashed by a sigmoid into (0, 1). Top-k by weight, not
   DSIR's Gumbel resampling.
+- `hybrid` (beyond the paper): NAG's score and `embedding`'s, each anchored on the target's
+  own examples, mixed by `Options.hybrid_weight` (see `hybrid`); per document, no pool state.
 - `embedding`: cosine similarity of a document's sentence embedding (all-MiniLM-L6-v2, mean
   pooled, L2-normalised) to the mean of the target's example embeddings, as (1 + cos) / 2.
 """
@@ -25,13 +27,14 @@ with. (The *impact baseline* of normalized impact is another thing: `pipeline.im
 from nag_assets.rankers.dsir import NgramModel, dsir_scores, ngram_buckets
 from nag_assets.rankers.embedding import Embedder, embedding_scores, load_embedder
 from nag_assets.rankers.random import random_scores
-from nag_assets.rankers.registry import DEFAULT, Ranker, get, names
+from nag_assets.rankers.registry import DEFAULT, DEFAULT_HYBRID_WEIGHT, Ranker, get, names
 
 BASELINES = ("random", "dsir", "embedding")  # what the agreement check compares NAG with
 
 __all__ = [
     "BASELINES",
     "DEFAULT",
+    "DEFAULT_HYBRID_WEIGHT",
     "Embedder",
     "NgramModel",
     "Ranker",

@@ -83,7 +83,8 @@ def _score(inputs, centroids: list[np.ndarray], shard: str) -> np.ndarray:
     def encode() -> np.ndarray:
         return inputs.embedder().encode(inputs.shard_texts(shard)).astype(np.float32)
 
-    return embedding_scores(inputs.cached(shard, encode), centroids)
+    # in this ranker's own cache, whoever calls (the hybrid reuses it)
+    return embedding_scores(inputs.cached(shard, encode, owner=RANKER.name), centroids)
 
 
 RANKER = Ranker(

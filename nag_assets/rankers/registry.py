@@ -22,6 +22,7 @@ import numpy as np
 from nag_assets.sources.files import InputError
 
 DEFAULT = "nag"
+DEFAULT_HYBRID_WEIGHT = 0.5  # hybrid: the embedding's share (benchmarks/hybrid.py, dev targets)
 
 
 class Inputs(Protocol):
@@ -42,7 +43,9 @@ class Inputs(Protocol):
     def nag_max_tokens(self) -> int: ...  # the NAGs' max_tokens: how much of a text they read
     def backbone(self) -> Any: ...  # the Backbone that made the NAGs (loaded, never run here)
     def embedder(self) -> Any: ...
-    def cached(self, shard: str, compute: Callable[[], np.ndarray]) -> np.ndarray: ...
+    def cached(
+        self, shard: str, compute: Callable[[], np.ndarray], owner: str | None = None
+    ) -> np.ndarray: ...  # a per-shard array in `owner`'s cache (default: the running ranker)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Options:
     seed: int = 0
     embedder_name: str | None = None
     sample_fraction: float = 0.1  # nag_distilled: the share of the pool its scorer learns from
+    hybrid_weight: float = DEFAULT_HYBRID_WEIGHT  # hybrid: the embedding score's share
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,13 @@ class ExecutorSettings(Section):
                                     env="NAG_RAY_CPUS_PER_ACTOR", ge=0)  # fmt: skip
     max_retries: int = setting(3, "Restarts of a dead worker, and retries of its chunks, per run.",
                                env="NAG_RAY_MAX_RETRIES", ge=0)  # fmt: skip
+    restart_wait_s: float = setting(
+        120.0,
+        "With no actor up (its node lost), how long a step waits for one to be back before it "
+        "fails, naming the node and the shard; cover the backbone's load time.",
+        env="NAG_RAY_RESTART_WAIT_S",
+        gt=0,
+    )
 
     def address(self) -> str | None:
         """The cluster's address as a run sees it (the resource reads `{env: NAME}` then)."""

@@ -52,6 +52,14 @@ class MixtureSettings(Section):
         "in (0, 1].",
         env="NAG_RANKER_SAMPLE_FRACTION",
     )
+    hybrid_weight: float = setting(
+        registry.DEFAULT_HYBRID_WEIGHT,
+        "hybrid only: the embedding score's share beside NAG's, in [0, 1] (0.5: chosen on the "
+        "quality benchmark's dev targets).",
+        env="NAG_HYBRID_WEIGHT",
+        ge=0,
+        le=1,
+    )
     quality_column: str | None = setting(
         None,
         "Quality blend (opt-in): a numeric shard column (e.g. an educational-value score), "

@@ -188,11 +188,38 @@ def test_distilled(capsys) -> None:
 
 def test_quality(capsys) -> None:
     r = run_quick("quality", capsys)
-    assert set(r["rankers"]) == {"random", "dsir", "embedding", "nag", "nag_contrastive"}
+    assert set(r["rankers"]) == {
+        "random",
+        "dsir",
+        "embedding",
+        "nag",
+        "nag (tuned, the default)",
+        "nag_contrastive",
+    }
     assert len(r["variants_by_dev"]) == 3 * 2 * 1 * 3 * 3  # neurons x impact x K x layers x profile
     assert r["chosen_on_dev"] == r["variants_by_dev"][0]["variant"]
     lifts = [x for v in r["rankers"].values() for x in v["per_target"].values()]
     assert all(math.isfinite(x) and x >= 0 for x in lifts)
+
+
+def test_quality_second_pool(capsys) -> None:
+    r = run_quick_args("quality", capsys, ["--quick", "--pool-set", "b"])
+    assert r["chosen_on_dev"] is None  # pool b is held out whole: nothing is chosen on it
+    assert {t["split"] for t in r["targets"]} == {"heldout"}
+    assert all(
+        set(v) == {"heldout_mean", "heldout_worst", "per_target"} for v in r["rankers"].values()
+    )
+
+
+def test_hybrid(capsys) -> None:
+    r = run_quick("hybrid", capsys)
+    assert set(r["chosen_on_dev"]) == {"anchored", "rank", "pool_z"}
+    for name, by_pool in r["rankers"].items():
+        assert set(by_pool) == {"a", "b"}, name
+        for stats in by_pool.values():
+            assert stats["heldout_worst"] <= stats["heldout_mean"]
+            assert all(math.isfinite(x) and x >= 0 for x in stats["per_target"].values())
+    assert all(positive(x) for x in r["documents_per_cpu_second"].values())
 
 
 def test_distilled_ceiling(capsys) -> None:

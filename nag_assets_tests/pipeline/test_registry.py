@@ -38,6 +38,7 @@ RANKER = Ranker("by_length", "longer texts first", score=_score, fit=_fit)
 def test_every_ranker_module_is_registered() -> None:
     assert registry.names() == (
         "nag",
+        "hybrid",
         "nag_contrastive",
         "nag_distilled",
         "random",
