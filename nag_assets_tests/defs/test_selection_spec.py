@@ -78,6 +78,14 @@ def _graph(
     return Graph(tmp / name, model, dg.DagsterInstance.ephemeral(), selection, storage)
 
 
+def _one_shard_root(root: Path, wiki: pl.DataFrame) -> Path:
+    """A root of the usual layout: one shard of 30 leads, one target."""
+    (root / "shards").mkdir(parents=True)
+    wiki.head(30).select("id", "text").write_parquet(root / "shards" / "s0.parquet")
+    _targets(root / "targets_tmp", "water").rename(root / "targets")
+    return root
+
+
 def _facts(g: Graph) -> dict:
     return json.loads((g.root / "mixture_versions" / "CURRENT.json").read_text())["facts"]
 
@@ -185,10 +193,7 @@ def test_a_second_selection_over_the_pool_extracts_none_of_it(
 def test_the_corpus_copy_follows_its_cadence_not_each_shard(
     tmp_path: Path, wiki_pool: pl.DataFrame, tiny_model_dir: Path, cadence: str
 ) -> None:
-    root = tmp_path / "root"
-    (root / "shards").mkdir(parents=True)
-    wiki_pool.head(30).select("id", "text").write_parquet(root / "shards" / "s0.parquet")
-    _targets(root / "targets_tmp", "water").rename(root / "targets")
+    root = _one_shard_root(tmp_path / "root", wiki_pool)
     selection = NagSelection(name="", mixture={"fraction": 0.2, "corpus": cadence})
     g = Graph(root, tiny_model_dir, dg.DagsterInstance.ephemeral(), selection)
     g.step()
@@ -207,10 +212,7 @@ def test_the_corpus_copy_follows_its_cadence_not_each_shard(
 def test_a_root_made_before_the_store_keeps_its_nags(
     tmp_path: Path, wiki_pool: pl.DataFrame, tiny_model_dir: Path, extraction_calls: list
 ) -> None:
-    root = tmp_path / "root"
-    (root / "shards").mkdir(parents=True)
-    wiki_pool.head(30).select("id", "text").write_parquet(root / "shards" / "s0.parquet")
-    _targets(root / "targets_tmp", "water").rename(root / "targets")
+    root = _one_shard_root(tmp_path / "root", wiki_pool)
     Graph(root, tiny_model_dir, dg.DagsterInstance.ephemeral()).step()
     # what an older release left: no NAG store, versions inside selected_mixture/
     shutil.rmtree(root / "nag_store")
