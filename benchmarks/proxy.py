@@ -12,7 +12,7 @@ log-likelihoods of each answer after its context.
 
     .venv/bin/python benchmarks/proxy.py --root demo_root --seeds 3 --epochs 4 --eval 100
 
-prints JSON (about 14 min on 2 shared cores; the README has the figures).
+prints JSON (about 14 min on 2 shared cores; docs/results.md has the figures).
 
 The tokenizer is the backbone's (SmolLM2), restricted to the token ids the training and
 evaluation texts use, so the embedding table stays small.

@@ -2,9 +2,12 @@
 
 Layout under the root:
     targets/                 target files dropped by users (parquet, JSONL, or a benchmark spec)
-    shards/                  candidate shard files (parquet, JSONL, JSONL.gz), at any depth
+    shards/                  candidate shard files, at any depth (unless the spec puts the pool
+                             elsewhere: `Storage.inputs`)
     assets/<asset>/<key>.*   what the assets write, one file per partition
-    selected_mixture/        the selected corpus, versioned folders + CURRENT pointer
+    mixture_versions/        each selection: manifest, parts, facts; CURRENT and CORPUS pointers
+    selected_mixture/        the parts of the corpus in force, nothing else (local: a symlink)
+    nag_store/               NAG tables by content and settings (default; shareable)
 
 Every write is atomic: local files go through a temporary file (`.tmp-*`, never listed, and
 removed once stale) and `os.replace`; S3 objects are a single PUT (or one multipart upload,
