@@ -75,3 +75,13 @@ def test_everything_below_the_dagster_layer_imports_no_dagster_even_transitively
         [sys.executable, "-c", IMPORT_EACH, *modules], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_dagster_layer_reads_no_table() -> None:
+    """defs/ wires the steps to Dagster; what a table holds is read below it (pipeline/)."""
+    package = Path(__file__).resolve().parents[1] / "nag_assets"
+    readers = ("read_parquet", "read_meta", "Footer.read", "pq.", "scan_parquet")
+    for path in sorted((package / "defs").glob("*.py")):
+        text = path.read_text()
+        found = [r for r in readers if r in text]
+        assert not found, f"{path.name} reads tables itself: {found}"

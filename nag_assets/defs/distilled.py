@@ -17,12 +17,13 @@ from nag_assets.defs.common import (
     result,
     storage_of,
 )
-from nag_assets.defs.shards import shard_scores_run, source_version
+from nag_assets.defs.shards import shard_scores_run
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import distilled as steps
 from nag_assets.pipeline import rerank
 from nag_assets.pipeline.common import STEP_CODE_VERSION
 from nag_assets.pipeline.layout import DISTILL_SAMPLE
+from nag_assets.pipeline.provenance import source_version
 from nag_assets.storage import digest
 
 

@@ -3,15 +3,14 @@
 from urllib.parse import quote
 
 import dagster as dg
-import polars as pl
 
 from nag_assets.defs.automation import on_update
 from nag_assets.defs.common import launchpad_config, resources
 from nag_assets.defs.plots import score_plot
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import mixture as steps
+from nag_assets.pipeline import provenance
 from nag_assets.pipeline.common import STEP_CODE_VERSION
-from nag_assets.pipeline.layout import SHARD_SCORES, ShardScoresFooter, table
 from nag_assets.settings import MixtureSettings
 
 SELECTED_MIXTURE_DOC = """The selection: per target, the best-scoring documents that fit its share
@@ -128,7 +127,7 @@ def _metadata(store, facts: dict, skipped: bool, spec: SelectionSpec) -> dict:
     hists = dict(zip(per_target, facts["histogram"]))
     cutoffs = {t: f["cutoff_score"] for t, f in per_target.items()}
     picked = {t: (f["documents"], f["tokens"]) for t, f in per_target.items()}
-    shard_meta = _shard_meta(store, facts)
+    shard_meta = provenance.used_score_footers(store, facts)
     meta = {
         "per_target": _per_target_table(per_target),
         "score_distributions": score_plot(hists, cutoffs, picked),
@@ -184,31 +183,18 @@ def _per_target_table(per_target: dict) -> dg.MetadataValue:
 
 
 def _several_table(store, facts: dict) -> dg.MetadataValue:
-    """The documents more than one target picked (the first ones, as the facts keep them),
-    with their score against each target."""
+    """The documents more than one target picked, with their score against each target."""
     targets = list(facts["targets"])
-    several = facts["chosen_by_several_sample"]  # "shard/id" -> targets; shards have no "/"
-    sample = [(*doc.split("/", 1), chosen) for doc, chosen in several.items()]
-    scores: dict[tuple[str, str], dict] = {}
-    for shard in sorted({s for s, _, _ in sample}):
-        ids = [i for s, i, _ in sample if s == shard]
-        folder = facts.get("score_folder", SHARD_SCORES)  # the ranker's scores
-        df = store.read_parquet(*table(folder, shard)).filter(pl.col("id").is_in(ids))
-        for row in df.select("id", *[t for t in targets if t in df.columns]).iter_rows(named=True):
-            scores[(shard, row.pop("id"))] = row
     rows = [
         dg.TableRecord(
             {
                 "shard": shard,
                 "id": doc_id,
                 "chosen_by": ", ".join(chosen),
-                **{
-                    t: f"{scores.get((shard, doc_id), {}).get(t, float('nan')):.4f}"
-                    for t in targets
-                },
+                **{t: f"{scores.get(t, float('nan')):.4f}" for t in targets},
             }
         )
-        for shard, doc_id, chosen in sample
+        for shard, doc_id, chosen, scores in provenance.several_scores(store, facts)
     ]
     schema = dg.TableSchema(
         columns=[
@@ -219,16 +205,6 @@ def _several_table(store, facts: dict) -> dg.MetadataValue:
         ]
     )
     return dg.MetadataValue.table(rows, schema)
-
-
-def _shard_meta(store, facts: dict) -> dict[str, dict]:
-    """Each used shard's score-file meta, as long as it is still the version the mixture
-    used (a newer scoring may have replaced it since)."""
-    out = {}
-    for s, version in facts["shards"].items():
-        footer = ShardScoresFooter.read(store, SHARD_SCORES, s)
-        out[s] = footer.to_meta() if footer and footer.version == version else {}
-    return out
 
 
 def partition_link(asset: str, key: str) -> str:

@@ -19,7 +19,7 @@ from nag_assets.defs.resources import BackboneResource, ExecutorResource, Storag
 from nag_assets.defs.spec import SelectionSpec
 from nag_assets.pipeline import shards as steps
 from nag_assets.pipeline.common import STEP_CODE_VERSION, StepResult, key_or_none
-from nag_assets.pipeline.layout import SHARD_NAG, NagFooter
+from nag_assets.pipeline.provenance import source_version
 from nag_assets.sources.files import InputError
 from nag_assets.storage import Storage
 
@@ -136,13 +136,6 @@ def _shard_nag(
         seconds=round(time.monotonic() - start, 2),
         source_version=source_version(store, key),
     )
-
-
-def source_version(store, key: str, folder: str = SHARD_NAG) -> str:
-    """The shard file's content hash as its NAG table (shard_nag, distill_sample) records it:
-    what the pool sensor compares with the file it sees."""
-    footer = NagFooter.read(store, folder, key)
-    return f"sha256:{footer.sha256 if footer else None}"
 
 
 def shard_scores_run(
