@@ -292,7 +292,8 @@ class _Written:
 
     hist: np.ndarray
     lowest: np.ndarray
-    chosen_by: dict = field(default_factory=dict)
+    chosen_by: dict = field(default_factory=dict)  # the first SAMPLE only: memory stays flat
+    chosen_by_several: int = 0  # all of them
     files: list = field(default_factory=list)  # the corpus parts, one per shard with a pick
     manifest: list = field(default_factory=list)  # the chosen rows of those shards, no text
     pool_tokens: int = 0
@@ -314,7 +315,9 @@ def _write_manifest(
         out.lowest = np.minimum(out.lowest, kept.min(axis=0, initial=np.inf))
         out.pool_tokens += int(np.maximum(batch.tokens, 0).sum())
         out.id_hashes.append(pl.Series(ids, dtype=pl.Utf8).hash(seed=0).to_numpy())
-        for doc in np.nonzero(mask.sum(1) > 1)[0]:
+        several = np.nonzero(mask.sum(1) > 1)[0]
+        out.chosen_by_several += len(several)
+        for doc in several[: max(0, SAMPLE - len(out.chosen_by))]:
             out.chosen_by[doc_key(s, ids[doc])] = [targets[t] for t in np.nonzero(mask[doc])[0]]
         if not mask.any():
             continue
@@ -437,8 +440,8 @@ def _facts(cutoffs: list[Cutoff], written: _Written, versions, left_out, setting
         },
         "shards": {s: v for s, (v, _) in versions.items()},
         "shards_left_out": left_out,
-        "chosen_by_several": len(written.chosen_by),
-        "chosen_by_several_sample": dict(list(written.chosen_by.items())[:20]),
+        "chosen_by_several": written.chosen_by_several,
+        "chosen_by_several_sample": written.chosen_by,
         "histogram": written.hist.tolist(),
         "files": written.files,
         "manifest": written.manifest,
