@@ -230,9 +230,9 @@ def test_a_new_shard_runs_only_its_own_partitions(fourth: Phase) -> None:
         ("shard_nag", FOURTH),
         ("shard_scores", FOURTH),
     ]
-    order = {r.materialized[0][0]: r.created for r in fourth.new_runs if r.materialized}
+    order = {a: r.created for r in fourth.new_runs for a, _ in r.materialized}
     assert order["shard_nag"] < order["shard_scores"] < order["selected_mixture"]
-    assert order["selected_mixture"] < order["mixture_corpus"]
+    assert order["selected_mixture"] <= order["mixture_corpus"]  # after it, or in its run
     print(f"\nphase 2: {fourth.seconds:.0f}s, {len(fourth.new_runs)} runs")
 
 
