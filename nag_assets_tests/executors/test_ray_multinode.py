@@ -73,7 +73,7 @@ def cluster(multinode: LocalCluster) -> Iterator[LocalCluster]:
 
 
 def _extractor(cluster: LocalCluster, model_dir: Path, wait_s: float, **kw) -> RayExtractor:
-    settings = ExecutorSettings("ray", cluster.address, **kw)
+    settings = ExecutorSettings(executor="ray", ray_address=cluster.address, **kw)
     return RayExtractor(settings, BackboneSpec(str(model_dir), "cpu", None), wait_s)
 
 
