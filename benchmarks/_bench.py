@@ -290,3 +290,12 @@ QWEN3_1_7B = dict(  # Qwen/Qwen3-1.7B config.json, the shapes that set the cost
     max_position_embeddings=40960,
     tie_word_embeddings=True,
 )
+
+
+def vmhwm() -> int:
+    """Peak resident memory of this process so far, bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")

@@ -235,15 +235,6 @@ def _since(start: float) -> float:
 # ---- one measured step (a child process) ------------------------------------------------
 
 
-def vmhwm() -> int:
-    """Peak resident memory of this process so far, bytes (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
 def scored_keys(storage) -> list[str]:
     from nag_assets.pipeline.layout import SHARD_SCORES
 
@@ -300,11 +291,11 @@ def child(step: str, root: str, arg: str) -> dict:
     from nag_assets.storage import Storage
 
     storage = Storage(root)
-    before, cpu = vmhwm(), cpu_seconds()
+    before, cpu = _bench.vmhwm(), cpu_seconds()
     start = time.perf_counter()
     facts = CHILD_STEPS[step](storage, arg)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    return {"seconds": seconds, "cpu": cpu, "peak": vmhwm(), "before": before, **facts}
+    return {"seconds": seconds, "cpu": cpu, "peak": _bench.vmhwm(), "before": before, **facts}
 
 
 def cpu_seconds() -> float:

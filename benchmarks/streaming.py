@@ -47,15 +47,6 @@ def make_shard(folder: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def vmhwm() -> int:
-    """Peak resident memory of this process so far, bytes (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status")
-
-
 def child(
     root: str, key: str, model: str, chunk_rows: int, batch_size: int, max_tokens: int
 ) -> dict:
@@ -73,7 +64,7 @@ def child(
     torch.set_num_threads(1)
     backbone = load_backbone(model)
     backbone.tokenize(["warm up"])
-    before = vmhwm()
+    before = _bench.vmhwm()
     spent = {"tokenize": 0.0, "parse": 0.0}
 
     def timed(what, f):
@@ -113,7 +104,7 @@ def child(
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
-        "peak": vmhwm(),
+        "peak": _bench.vmhwm(),
         "before_step": before,
         "documents": step.facts["documents_extracted"],
         "tokens": step.facts["tokens"],
